@@ -1,0 +1,113 @@
+//! Actions any node can register, whatever its host: telling neighbours, reloading policy.
+//! Host-level actions (restart a service, run a command, adjust memory limits) are in
+//! [`host`](crate::host) behind the `host` feature.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{
+    Action, ActionContext, ActionError, Envelope, IncidentMessage, Params, ParamsExt, Policy,
+    PolicyUpdate, Signer, contexts, to_dag_cbor, topics,
+};
+
+/// `notify_neighbors`: publishes a signed notice of the anomaly on `x0tta/incidents/1`.
+///
+/// Parameters: `note` (text, optional). Fails if the transport refuses the message; succeeds
+/// with zero receivers (a lone node has nobody to tell, which is not a failure).
+pub struct NotifyNeighbors {
+    signer: Arc<dyn Signer>,
+}
+
+impl NotifyNeighbors {
+    /// Signs notices with `signer`.
+    pub fn new(signer: Arc<dyn Signer>) -> Self {
+        Self { signer }
+    }
+}
+
+#[async_trait]
+impl Action for NotifyNeighbors {
+    fn name(&self) -> &str {
+        "notify_neighbors"
+    }
+
+    async fn run(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        let note = params.text("note")?.unwrap_or("anomaly under repair").to_string();
+        let msg = IncidentMessage::Notice {
+            node: ctx.node.clone(),
+            anomaly: ctx.anomaly.clone(),
+            note,
+        };
+        let bytes = to_dag_cbor(&msg).map_err(|e| ActionError::Failed(e.to_string()))?;
+        let env = Envelope::seal(self.signer.as_ref(), contexts::INCIDENT, bytes)
+            .map_err(|e| ActionError::Failed(e.to_string()))?;
+        let wire = to_dag_cbor(&env).map_err(|e| ActionError::Failed(e.to_string()))?;
+        let out = ctx
+            .transport
+            .publish(topics::INCIDENTS, wire)
+            .await
+            .map_err(|e| ActionError::Failed(e.to_string()))?;
+        Ok(format!(
+            "notified {} neighbours ({} dropped)",
+            out.delivered, out.dropped
+        ))
+    }
+}
+
+/// Where `reload_policy` reads the policy from.
+pub type PolicySource = Arc<dyn Fn() -> Result<Policy, String> + Send + Sync>;
+
+/// `reload_policy`: reads the policy from its source and puts it in force (next version).
+///
+/// Rollback restores the rules that were in force before (as a further version, since
+/// policies never go backwards).
+pub struct ReloadPolicy {
+    source: PolicySource,
+    before: std::sync::Mutex<Option<Policy>>,
+}
+
+impl ReloadPolicy {
+    /// Reloads from `source`.
+    pub fn new(source: PolicySource) -> Self {
+        Self {
+            source,
+            before: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ReloadPolicy {
+    fn name(&self) -> &str {
+        "reload_policy"
+    }
+
+    async fn run(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        let next = (self.source)().map_err(|e| ActionError::Failed(format!("reading policy: {e}")))?;
+        let before = ctx.policy.current();
+        match ctx.policy.replace_rules(next) {
+            Ok(PolicyUpdate::Applied { from, to }) => {
+                if let Ok(mut b) = self.before.lock() {
+                    *b = Some((*before).clone());
+                }
+                Ok(format!("policy v{from} -> v{to}"))
+            }
+            Ok(PolicyUpdate::Unchanged) => Ok("policy unchanged".into()),
+            Ok(other) => Err(ActionError::Failed(format!("policy not applied: {other:?}"))),
+            Err(e) => Err(ActionError::Failed(e.to_string())),
+        }
+    }
+
+    async fn rollback(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        let prev = self.before.lock().ok().and_then(|mut b| b.take());
+        match prev {
+            None => Ok("reload_policy: nothing to undo".into()),
+            Some(p) => match ctx.policy.replace_rules(p) {
+                Ok(PolicyUpdate::Applied { to, .. }) => Ok(format!("previous rules restored as v{to}")),
+                Ok(_) => Ok("previous rules already in force".into()),
+                Err(e) => Err(ActionError::Failed(e.to_string())),
+            },
+        }
+    }
+}
