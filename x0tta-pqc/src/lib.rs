@@ -1,1 +1,63 @@
-//! placeholder
+//! Post-quantum identity for x0tta6bl4 nodes.
+//!
+//! This crate gives a node its ML-DSA-65 (FIPS 204) signing key and implements x0tta-core's
+//! [`Signer`](x0tta_core::Signer) and [`Verifier`](x0tta_core::Verifier) with it:
+//!
+//! - [`MlDsa65Keypair`]: generate, sign with a context string, and keep at rest as two raw
+//!   files with owner-only permissions ([`save`](MlDsa65Keypair::save),
+//!   [`load`](MlDsa65Keypair::load), [`load_or_generate`](MlDsa65Keypair::load_or_generate)).
+//!   The secret key is wiped on drop and never shown by `Debug`.
+//! - [`MlDsa65Signer`]: a key pair bound to a [`NodeId`](x0tta_core::NodeId); signatures
+//!   carry the algorithm name [`ML_DSA_65`].
+//! - [`KeyRing`]: the public keys this node trusts; verdicts say why a signature is refused.
+//!
+//! Every signature binds one of the [`contexts`](x0tta_core::contexts) (FIPS 204 context
+//! strings), so a signature made for one message type never verifies for another.
+//!
+//! Signing and verification use PQClean's C implementation through `pqcrypto-mldsa`
+//! (AVX2 when the CPU has it). Contexts longer than 255 bytes are refused here, because the
+//! C code does not report them.
+//!
+//! Not here yet: ML-KEM-768, the hybrid KEM, Ed25519 hybrid signatures, identity records,
+//! key rotation and the libp2p security upgrade (DESIGN §5).
+//!
+//! # Example
+//!
+//! ```
+//! use x0tta_core::{Envelope, NodeId, Signer, Verifier, contexts};
+//! use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
+//!
+//! # let dir = std::env::temp_dir().join(format!("x0tta-pqc-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! // First start creates the key files (0600); later starts load the same key.
+//! let keys = MlDsa65Keypair::load_or_generate(&dir)?;
+//! let public = keys.public_key().clone();
+//! assert_eq!(MlDsa65Keypair::load(&dir)?.public_key(), &public);
+//!
+//! let me = MlDsa65Signer::new(NodeId::new("node-a")?, keys);
+//! let sig = me.sign(contexts::INCIDENT, b"disk full on /var")?;
+//! assert_eq!(sig.alg, "ML-DSA-65");
+//!
+//! // A peer that trusts node-a's public key.
+//! let trusted = KeyRing::new().with(NodeId::new("node-a")?, public);
+//! assert!(trusted.verify(contexts::INCIDENT, b"disk full on /var", &sig).is_valid());
+//! assert!(!trusted.verify(contexts::POLICY, b"disk full on /var", &sig).is_valid());
+//!
+//! // Signed envelopes from x0tta-core work with any Signer/Verifier pair.
+//! let env = Envelope::seal(&me, contexts::GOSSIP, b"hello".to_vec())?;
+//! assert_eq!(env.open(&trusted, contexts::GOSSIP)?, b"hello");
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod dsa;
+#[cfg(unix)]
+mod keyfile;
+mod keyring;
+
+pub use dsa::{
+    KeyError, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
+};
+#[cfg(unix)]
+pub use keyfile::{KeyFileError, LoadError, SaveError};
+pub use keyring::KeyRing;

@@ -1,6 +1,6 @@
 //! The default executor: steps in order with timeouts, reverse-order rollback, verification.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 
