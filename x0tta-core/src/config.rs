@@ -119,6 +119,11 @@ fn field_path(text: &str, line: u64) -> Option<String> {
             continue;
         }
         let this = l.len() - l.trim_start().len();
+        if l.trim_start().starts_with("- ") && this + 2 <= indent {
+            // The start of the list item we are in: its key is a sibling, not a parent.
+            indent = this;
+            continue;
+        }
         if this < indent {
             if let Some((i, k)) = key_of(l) {
                 path.push(k);

@@ -261,7 +261,7 @@ mod tests {
         let mut p = Policy::default();
         p.thresholds.service_memory_mb = Some(100.0);
         let mut obs = Observation::new(NodeId::new("n").unwrap());
-        obs.set("service.web.memory_mb", 150.0);
+        obs.set("service.web.memory_mb", 120.0);
         obs.set("service.db.memory_mb", 50.0);
         let found = d.detect(&obs, &p);
         assert_eq!(found.len(), 1);
