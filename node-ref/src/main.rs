@@ -1,1 +1,82 @@
-fn main() {}
+//! `x0tta6bl4`: the reference node. Thin by design: parse the configuration, assemble the node
+//! from the SDK's parts, run it.
+
+mod assemble;
+mod demo;
+mod demo_service;
+mod init;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "x0tta6bl4", version, about = "Autonomic mesh node: monitor, analyze, plan, execute, remember")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a node configuration, its directories, plan templates and keys.
+    Init {
+        /// Configuration file to write.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// Node name (the last part of its SPIFFE id).
+        #[arg(long, default_value = "node-1")]
+        name: String,
+        /// A nodes.json bootstrap list to reference from the configuration.
+        #[arg(long)]
+        bootstrap: Option<PathBuf>,
+        /// Overwrite an existing configuration file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the node until Ctrl-C / SIGTERM.
+    Run {
+        /// Configuration file.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+    },
+    /// Show the state of a running (or the last run) node.
+    Status {
+        /// Configuration file.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+    },
+    /// Run a self-contained scenario on embedded defaults and print what the node does.
+    Demo {
+        /// Scenario.
+        #[arg(value_enum, default_value_t = demo::Scenario::Heal)]
+        scenario: demo::Scenario,
+    },
+    /// The small HTTP service the demo supervises (internal).
+    #[command(hide = true)]
+    DemoService {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let quiet_default = matches!(cli.command, Command::Demo { .. } | Command::DemoService { .. });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if quiet_default { "warn" } else { "info" })
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Init { config, name, bootstrap, force } => init::init(&config, &name, bootstrap, force),
+            Command::Run { config } => run::run(&config).await,
+            Command::Status { config } => run::status(&config),
+            Command::Demo { scenario } => demo::demo(scenario).await,
+            Command::DemoService { port } => demo_service::serve(port).await,
+        }
+    })
+}

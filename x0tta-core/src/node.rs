@@ -158,7 +158,7 @@ pub enum NodeEvent {
 }
 
 /// Counters and state for `status` commands and dashboards.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStatus {
     /// Cycles run.
     pub cycles: u64,

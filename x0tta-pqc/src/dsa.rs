@@ -37,6 +37,10 @@ pub enum KeyError {
         /// Length required.
         expected: usize,
     },
+    /// The secret key is not a valid FIPS 204 encoding (a coefficient of `s1` or `s2` out of
+    /// range).
+    #[error("the ML-DSA-65 secret key is malformed: {0}")]
+    MalformedSecretKey(&'static str),
     /// The secret key does not produce signatures that the public key accepts.
     #[error("the ML-DSA-65 secret key does not belong to the public key")]
     Mismatch,
@@ -139,9 +143,10 @@ impl MlDsa65Keypair {
 
     /// Rebuilds a key pair from raw FIPS 204 encodings, e.g. read from a key store.
     ///
-    /// Checks the lengths, then signs a probe message and verifies it with `public`, so a
-    /// secret key paired with the wrong public key is refused with [`KeyError::Mismatch`]
-    /// rather than producing signatures nobody accepts.
+    /// Checks the lengths and that the secret vectors `s1`, `s2` are in range
+    /// ([`KeyError::MalformedSecretKey`]). Then it signs a probe message and verifies it with
+    /// `public`, so a secret key paired with the wrong public key is refused with
+    /// [`KeyError::Mismatch`] rather than producing signatures nobody accepts.
     pub fn from_bytes(public: &[u8], secret: &[u8]) -> Result<Self, KeyError> {
         Self::from_parts(
             MlDsa65PublicKey::from_bytes(public)?,
@@ -162,6 +167,7 @@ impl MlDsa65Keypair {
                 expected: Self::SECRET_KEY_LEN,
             });
         }
+        check_short_vectors(&secret)?;
         let pair = Self { public, secret };
         let probe = b"x0tta-pqc key pair self-test";
         let sig = pair
@@ -220,6 +226,34 @@ impl fmt::Debug for MlDsa65Keypair {
             .field("secret", &format_args!("<redacted>"))
             .finish()
     }
+}
+
+/// Checks that `s1` and `s2` in an encoded secret key have every coefficient in `[-η, η]`.
+///
+/// FIPS 204 `skDecode` leaves out-of-range coefficients to the caller. The C code would sign
+/// with them, and its signatures can even verify, but such a key did not come from
+/// `ML-DSA.KeyGen` and is refused on import (Wycheproof "InvalidPrivateKey").
+fn check_short_vectors(secret: &[u8]) -> Result<(), KeyError> {
+    // ML-DSA-65: η = 4, so each coefficient is one nibble holding η - c, which must be <= 2η.
+    const ETA: u8 = 4;
+    const POLY_BYTES: usize = 128; // 256 coefficients x 4 bits
+    const L: usize = 5;
+    const K: usize = 6;
+    // rho (32) || K (32) || tr (64) || s1 (L polys) || s2 (K polys) || t0
+    const S1: usize = 32 + 32 + 64;
+    const S2: usize = S1 + L * POLY_BYTES;
+    let in_range = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .all(|b| b & 0x0f <= 2 * ETA && b >> 4 <= 2 * ETA)
+    };
+    if !secret.get(S1..S2).is_some_and(in_range) {
+        return Err(KeyError::MalformedSecretKey("s1 coefficient out of range"));
+    }
+    if !secret.get(S2..S2 + K * POLY_BYTES).is_some_and(in_range) {
+        return Err(KeyError::MalformedSecretKey("s2 coefficient out of range"));
+    }
+    Ok(())
 }
 
 /// Overwrites a transient pqcrypto secret key. Best effort: see [`MlDsa65Keypair`].
@@ -295,8 +329,12 @@ mod tests {
         let pair = MlDsa65Keypair::generate();
         let shown = format!("{pair:?}");
         assert!(shown.contains("<redacted>"), "{shown}");
-        // No 8-byte window of the secret key appears in hex.
-        let hex: String = pair.secret.iter().map(|b| format!("{b:02x}")).collect();
+        // No 8-byte window of the secret part of the key appears in hex. The first 32 bytes
+        // are the public seed rho, which the public key (and its fingerprint) also carries.
+        let hex: String = pair.secret[32..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         for window in hex.as_bytes().chunks(16) {
             let window = std::str::from_utf8(window).unwrap();
             if window.len() == 16 {

@@ -50,6 +50,14 @@ pub enum LoadError {
         /// The path.
         path: PathBuf,
     },
+    /// The secret key file does not hold a valid FIPS 204 secret key.
+    #[error("secret key file {} is malformed: {what}", path.display())]
+    MalformedSecretKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// The two files do not form a key pair.
     #[error("key files in {} do not form a key pair: the secret key does not match the public key", dir.display())]
     Mismatch {
@@ -165,6 +173,10 @@ impl MlDsa65Keypair {
                 path: sk_path,
                 actual: actual as u64,
                 expected,
+            },
+            KeyError::MalformedSecretKey(what) => LoadError::MalformedSecretKey {
+                path: sk_path,
+                what,
             },
             KeyError::Mismatch => LoadError::Mismatch {
                 dir: dir.to_owned(),

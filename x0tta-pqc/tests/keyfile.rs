@@ -1,4 +1,5 @@
 //! Key pairs at rest: raw files, 0600 permissions, typed load errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
 use std::fs::{self, OpenOptions, Permissions};
@@ -286,4 +287,16 @@ fn secret_key_is_not_in_debug_or_errors() {
     let shown = format!("{keys:?}");
     assert!(!shown.contains(&hex), "{shown}");
     assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn malformed_secret_key_is_refused() {
+    let dir = TempDir::new();
+    MlDsa65Keypair::generate().save(dir.path()).unwrap();
+    let mut sk = fs::read(dir.sk()).unwrap();
+    // First byte of s1 (after rho, K and tr): nibble 0xf encodes a coefficient of 4 - 15.
+    sk[128] = 0xff;
+    fs::write(dir.sk(), &sk).unwrap();
+    let err = MlDsa65Keypair::load(dir.path()).unwrap_err();
+    assert!(matches!(err, LoadError::MalformedSecretKey { .. }), "{err}");
 }

@@ -1,4 +1,5 @@
 //! Signing and verification through x0tta-core's `Signer` and `Verifier` traits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

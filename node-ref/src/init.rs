@@ -1,0 +1,101 @@
+//! `init`: a fresh node directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use x0tta_core::config::NodeConfig;
+use x0tta_pqc::MlDsa65Keypair;
+
+/// The plan templates every new node starts with (the files in `examples/plans/`).
+pub(crate) const DEFAULT_PLANS: [(&str, &str); 3] = [
+    ("restart-crashed-service.yaml", include_str!("../../examples/plans/restart-crashed-service.yaml")),
+    ("relieve-service-memory.yaml", include_str!("../../examples/plans/relieve-service-memory.yaml")),
+    ("clear-host-cache.yaml", include_str!("../../examples/plans/clear-host-cache.yaml")),
+];
+
+fn config_text(name: &str, bootstrap: Option<&Path>) -> String {
+    let bootstrap = bootstrap.map_or(String::new(), |b| format!("    bootstrap: {}\n", b.display()));
+    format!(
+        r#"# x0tta6bl4 node configuration (node_config layout). Paths are relative to this file.
+node_config:
+  identity:
+    name: {name}
+    trust_domain: x0tta.local
+    key_dir: keys
+  network:
+    listen: ["/ip4/127.0.0.1/tcp/7001"]
+{bootstrap}    max_connections: 128
+    mdns: false
+  security:
+    signature: ML-DSA-65
+    kem: ML-KEM-768
+    hybrid: true
+    rekey_interval: 1h
+  mapk:
+    thresholds:
+      cpu_percent: 90
+      memory_percent: 90
+      disk_percent: 95
+      service_memory_mb: 512
+    intervals:
+      cycle: 60s
+      verify_timeout: 30s
+  storage:
+    path: data
+    retention: 1000
+    plans_dir: plans
+  dao:
+    stake: 100
+# Services this node supervises, probes and heals. Example:
+# services:
+#   - name: web
+#     command: python3
+#     args: ["-m", "http.server", "8089", "--bind", "127.0.0.1"]
+#     probes:
+#       - process
+#       - tcp: 127.0.0.1:8089
+#       - http: {{ url: "http://127.0.0.1:8089/", status: 200 }}
+services: []
+"#
+    )
+}
+
+pub(crate) fn init(config: &Path, name: &str, bootstrap: Option<PathBuf>, force: bool) -> Result<()> {
+    if config.exists() && !force {
+        bail!("{} exists; pass --force to overwrite it", config.display());
+    }
+    if let Some(b) = &bootstrap {
+        if !b.exists() {
+            bail!("bootstrap list {} does not exist", b.display());
+        }
+    }
+    let text = config_text(name, bootstrap.as_deref());
+    // Validate before writing anything: a bad --name must not leave half a directory behind.
+    NodeConfig::from_yaml(&text, config).context("the generated configuration is invalid")?;
+    let base = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(base)?;
+    std::fs::write(config, &text).with_context(|| format!("writing {}", config.display()))?;
+    let cfg = NodeConfig::load(config)?;
+    let n = &cfg.node_config;
+    std::fs::create_dir_all(&n.storage.path)?;
+    if let Some(dir) = &n.storage.plans_dir {
+        std::fs::create_dir_all(dir)?;
+        for (file, body) in DEFAULT_PLANS {
+            let path = dir.join(file);
+            if !path.exists() {
+                std::fs::write(&path, body)?;
+            }
+        }
+    }
+    MlDsa65Keypair::load_or_generate(&n.identity.key_dir)
+        .with_context(|| format!("keys in {}", n.identity.key_dir.display()))?;
+    println!("wrote {}", config.display());
+    println!("identity  {}", n.identity.spiffe_id());
+    println!("keys      {} (ML-DSA-65, 0600)", n.identity.key_dir.display());
+    println!("data      {}", n.storage.path.display());
+    if let Some(dir) = &n.storage.plans_dir {
+        println!("plans     {} ({} templates)", dir.display(), DEFAULT_PLANS.len());
+    }
+    println!("next: x0tta6bl4 run --config {}", config.display());
+    Ok(())
+}
