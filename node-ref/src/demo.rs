@@ -67,7 +67,9 @@ impl Drop for DemoDir {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn ms(d: Duration) -> u64 {
@@ -77,17 +79,36 @@ fn ms(d: Duration) -> u64 {
 /// Prints an event as a phase line; returns nothing for events too chatty to show.
 fn phase_line(e: &NodeEvent) -> Option<String> {
     Some(match e {
-        NodeEvent::Observed { cycle, metrics, failed_probes, sensor_errors } if *failed_probes > 0 || *sensor_errors > 0 => {
-            format!("  [monitor]   cycle {cycle}: {metrics} metrics, {failed_probes} probes failing, {sensor_errors} sensor errors")
-        }
-        NodeEvent::AnomalyDetected { anomaly, new: true, .. } => {
-            let why = anomaly.evidence.first().map_or(String::new(), |e| format!(" — {}", e.note));
+        NodeEvent::Observed {
+            cycle,
+            metrics,
+            failed_probes,
+            sensor_errors,
+        } if *failed_probes > 0 || *sensor_errors > 0 => {
             format!(
-                "  [analyze]   {} on {} (severity {}, confidence {:.2}, by {}){why}",
-                anomaly.kind, anomaly.subject, anomaly.severity, anomaly.confidence, anomaly.detector
+                "  [monitor]   cycle {cycle}: {metrics} metrics, {failed_probes} probes failing, {sensor_errors} sensor errors"
             )
         }
-        NodeEvent::NoPlan { anomaly } => format!("  [plan]      no template handles {} on {}: recorded only", anomaly.kind, anomaly.subject),
+        NodeEvent::AnomalyDetected {
+            anomaly, new: true, ..
+        } => {
+            let why = anomaly
+                .evidence
+                .first()
+                .map_or(String::new(), |e| format!(" — {}", e.note));
+            format!(
+                "  [analyze]   {} on {} (severity {}, confidence {:.2}, by {}){why}",
+                anomaly.kind,
+                anomaly.subject,
+                anomaly.severity,
+                anomaly.confidence,
+                anomaly.detector
+            )
+        }
+        NodeEvent::NoPlan { anomaly } => format!(
+            "  [plan]      no template handles {} on {}: recorded only",
+            anomaly.kind, anomaly.subject
+        ),
         NodeEvent::PlanChosen { plan } => format!(
             "  [plan]      {} — {} steps, success probability {:.2} (from {} healed / {} failed), {} similar incidents",
             plan.template,
@@ -105,24 +126,43 @@ fn phase_line(e: &NodeEvent) -> Option<String> {
                 StepOutcome::Skipped => "skipped (condition false)".into(),
                 _ => "finished".into(),
             };
-            format!("  [execute]   {} ({}) {outcome} in {} ms", r.step, r.action, r.duration_ms)
+            format!(
+                "  [execute]   {} ({}) {outcome} in {} ms",
+                r.step, r.action, r.duration_ms
+            )
         }
-        NodeEvent::Progress(ExecProgress::RolledBack(r)) => format!("  [execute]   rollback {}: {:?}", r.step, r.outcome),
+        NodeEvent::Progress(ExecProgress::RolledBack(r)) => {
+            format!("  [execute]   rollback {}: {:?}", r.step, r.outcome)
+        }
         NodeEvent::Executed { report } => match &report.verification {
-            Verification::Cleared { after_ms, observations } => {
-                format!("  [verify]    anomaly cleared {after_ms} ms after the last step ({observations} observations)")
+            Verification::Cleared {
+                after_ms,
+                observations,
+            } => {
+                format!(
+                    "  [verify]    anomaly cleared {after_ms} ms after the last step ({observations} observations)"
+                )
             }
             other => format!("  [verify]    {other:?}"),
         },
-        NodeEvent::IncidentRecorded { id, resolution } => format!("  [knowledge] incident {id} recorded ({resolution:?}), signed ML-DSA-65"),
-        NodeEvent::Escalated { anomaly, template } => format!("  [escalate]  {template} keeps failing; {} raised to {}", anomaly.kind, anomaly.severity),
+        NodeEvent::IncidentRecorded { id, resolution } => {
+            format!("  [knowledge] incident {id} recorded ({resolution:?}), signed ML-DSA-65")
+        }
+        NodeEvent::Escalated { anomaly, template } => format!(
+            "  [escalate]  {template} keeps failing; {} raised to {}",
+            anomaly.kind, anomaly.severity
+        ),
         NodeEvent::Error { what } => format!("  [error]     {what}"),
         _ => return None,
     })
 }
 
 /// Receives events, printing phases, until `pred` holds or `limit` passes.
-async fn until(rx: &mut Receiver<NodeEvent>, limit: Duration, mut pred: impl FnMut(&NodeEvent) -> bool) -> Option<(NodeEvent, Instant)> {
+async fn until(
+    rx: &mut Receiver<NodeEvent>,
+    limit: Duration,
+    mut pred: impl FnMut(&NodeEvent) -> bool,
+) -> Option<(NodeEvent, Instant)> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let ev = match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -147,20 +187,37 @@ struct FaultResult {
 }
 
 /// After a fault injected at `t0`: detection of `kind` on the web service, then a verified heal.
-async fn watch_heal(rx: &mut Receiver<NodeEvent>, kind: AnomalyKind, t0: Instant) -> Option<FaultResult> {
+async fn watch_heal(
+    rx: &mut Receiver<NodeEvent>,
+    kind: AnomalyKind,
+    t0: Instant,
+) -> Option<FaultResult> {
     let web = Subject::Service("web".into());
     let (_, detected) = until(rx, FAULT_LIMIT, |e| {
         matches!(e, NodeEvent::AnomalyDetected { anomaly, .. } if anomaly.kind == kind && anomaly.subject == web)
     })
     .await?;
-    let (ev, healed) = until(rx, FAULT_LIMIT, |e| matches!(e, NodeEvent::Executed { report } if report.plan_matches(kind))).await?;
-    let NodeEvent::Executed { report } = ev else { return None };
+    let (ev, healed) = until(
+        rx,
+        FAULT_LIMIT,
+        |e| matches!(e, NodeEvent::Executed { report } if report.plan_matches(kind)),
+    )
+    .await?;
+    let NodeEvent::Executed { report } = ev else {
+        return None;
+    };
     if !report.success {
         return None;
     }
     // Let the incident record print before the next fault.
-    until(rx, Duration::from_secs(2), |e| matches!(e, NodeEvent::IncidentRecorded { .. })).await;
-    Some(FaultResult { mttd: detected - t0, mttr: healed - t0 })
+    until(rx, Duration::from_secs(2), |e| {
+        matches!(e, NodeEvent::IncidentRecorded { .. })
+    })
+    .await;
+    Some(FaultResult {
+        mttd: detected - t0,
+        mttr: healed - t0,
+    })
 }
 
 trait PlanMatches {
@@ -178,8 +235,20 @@ impl PlanMatches for x0tta_core::ExecutionReport {
 }
 
 async fn http_get(url: &str) -> Result<()> {
-    let probe = run_probe("web", &ProbeSpec::Http { url: url.into(), status: 200 }, Duration::from_secs(10)).await;
-    if probe.healthy { Ok(()) } else { bail!("GET {url}: {}", probe.detail.unwrap_or_default()) }
+    let probe = run_probe(
+        "web",
+        &ProbeSpec::Http {
+            url: url.into(),
+            status: 200,
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+    if probe.healthy {
+        Ok(())
+    } else {
+        bail!("GET {url}: {}", probe.detail.unwrap_or_default())
+    }
 }
 
 pub(crate) async fn demo(scenario: Scenario) -> Result<()> {
@@ -216,7 +285,11 @@ async fn heal() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = a.supervisor.pid("web").await.context("demo service not running")?;
+    let pid = a
+        .supervisor
+        .pid("web")
+        .await
+        .context("demo service not running")?;
     println!("x0tta6bl4 demo: heal");
     println!(
         "node demo-node (ML-DSA-65 signed) supervises `web` (pid {pid}) on 127.0.0.1:{port}; MAPE-K cycle {:?}",
@@ -225,21 +298,29 @@ async fn heal() -> Result<()> {
     let handle = a.node.handle();
     let mut rx = handle.subscribe();
     let task = tokio::spawn(a.node.run());
-    until(&mut rx, Duration::from_secs(5), |e| matches!(e, NodeEvent::CycleFinished { cycle: 3, .. }))
-        .await
-        .context("the node did not complete its first cycles")?;
+    until(&mut rx, Duration::from_secs(5), |e| {
+        matches!(e, NodeEvent::CycleFinished { cycle: 3, .. })
+    })
+    .await
+    .context("the node did not complete its first cycles")?;
     println!("monitoring: 3 healthy cycles");
 
     let mut results = Vec::new();
     println!("[fault 1] SIGKILL to web (pid {pid})");
     let t0 = Instant::now();
-    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
     if !killed.success() {
         bail!("could not kill pid {pid}");
     }
     let r1 = watch_heal(&mut rx, AnomalyKind::ServiceDown, t0).await;
     match &r1 {
-        Some(r) => println!("[fault 1] healed: detected after {} ms, service back after {} ms", ms(r.mttd), ms(r.mttr)),
+        Some(r) => println!(
+            "[fault 1] healed: detected after {} ms, service back after {} ms",
+            ms(r.mttd),
+            ms(r.mttr)
+        ),
         None => println!("[fault 1] NOT healed"),
     }
     results.push(r1);
@@ -251,19 +332,29 @@ async fn heal() -> Result<()> {
         http_get(&format!("http://127.0.0.1:{port}/hog?mb={hog_mb}")).await?;
         let r2 = watch_heal(&mut rx, AnomalyKind::MemoryPressure, t0).await;
         match &r2 {
-            Some(r) => println!("[fault 2] healed: detected after {} ms, memory back under the limit after {} ms", ms(r.mttd), ms(r.mttr)),
+            Some(r) => println!(
+                "[fault 2] healed: detected after {} ms, memory back under the limit after {} ms",
+                ms(r.mttd),
+                ms(r.mttr)
+            ),
             None => println!("[fault 2] NOT healed"),
         }
         results.push(r2);
     }
 
     handle.shutdown();
-    let status = tokio::time::timeout(Duration::from_secs(10), task).await??.map_err(anyhow::Error::from)?;
+    let status = tokio::time::timeout(Duration::from_secs(10), task)
+        .await??
+        .map_err(anyhow::Error::from)?;
     a.supervisor.stop_all().await;
     let healed: Vec<&FaultResult> = results.iter().flatten().collect();
     let all = healed.len() == 2;
     let mean = |f: fn(&FaultResult) -> Duration| {
-        if healed.is_empty() { 0 } else { healed.iter().map(|r| ms(f(r))).sum::<u64>() / healed.len() as u64 }
+        if healed.is_empty() {
+            0
+        } else {
+            healed.iter().map(|r| ms(f(r))).sum::<u64>() / healed.len() as u64
+        }
     };
     println!(
         "summary: scenario=heal healed={all} mttd_ms={} mttr_ms={} incidents={} faults=2 cycles={} elapsed_ms={}",

@@ -50,7 +50,10 @@ fn handle(req: &Request<Incoming>, hog: &Mutex<Vec<Vec<u8>>>) -> Response<Full<B
             };
             let total = held.len() + mb;
             if total > MAX_HOG_MB {
-                return reply(StatusCode::BAD_REQUEST, format!("refusing to hold more than {MAX_HOG_MB} MiB\n"));
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("refusing to hold more than {MAX_HOG_MB} MiB\n"),
+                );
             }
             for _ in 0..mb {
                 held.push(vec![0xA5u8; 1 << 20]);

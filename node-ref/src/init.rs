@@ -8,13 +8,24 @@ use x0tta_pqc::MlDsa65Keypair;
 
 /// The plan templates every new node starts with (the files in `examples/plans/`).
 pub(crate) const DEFAULT_PLANS: [(&str, &str); 3] = [
-    ("restart-crashed-service.yaml", include_str!("../../examples/plans/restart-crashed-service.yaml")),
-    ("relieve-service-memory.yaml", include_str!("../../examples/plans/relieve-service-memory.yaml")),
-    ("clear-host-cache.yaml", include_str!("../../examples/plans/clear-host-cache.yaml")),
+    (
+        "restart-crashed-service.yaml",
+        include_str!("../../examples/plans/restart-crashed-service.yaml"),
+    ),
+    (
+        "relieve-service-memory.yaml",
+        include_str!("../../examples/plans/relieve-service-memory.yaml"),
+    ),
+    (
+        "clear-host-cache.yaml",
+        include_str!("../../examples/plans/clear-host-cache.yaml"),
+    ),
 ];
 
 fn config_text(name: &str, bootstrap: Option<&Path>) -> String {
-    let bootstrap = bootstrap.map_or(String::new(), |b| format!("    bootstrap: {}\n", b.display()));
+    let bootstrap = bootstrap.map_or(String::new(), |b| {
+        format!("    bootstrap: {}\n", b.display())
+    });
     format!(
         r#"# x0tta6bl4 node configuration (node_config layout). Paths are relative to this file.
 node_config:
@@ -60,7 +71,12 @@ services: []
     )
 }
 
-pub(crate) fn init(config: &Path, name: &str, bootstrap: Option<PathBuf>, force: bool) -> Result<()> {
+pub(crate) fn init(
+    config: &Path,
+    name: &str,
+    bootstrap: Option<PathBuf>,
+    force: bool,
+) -> Result<()> {
     if config.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", config.display());
     }
@@ -72,7 +88,10 @@ pub(crate) fn init(config: &Path, name: &str, bootstrap: Option<PathBuf>, force:
     let text = config_text(name, bootstrap.as_deref());
     // Validate before writing anything: a bad --name must not leave half a directory behind.
     NodeConfig::from_yaml(&text, config).context("the generated configuration is invalid")?;
-    let base = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(base)?;
     std::fs::write(config, &text).with_context(|| format!("writing {}", config.display()))?;
     let cfg = NodeConfig::load(config)?;
@@ -91,10 +110,17 @@ pub(crate) fn init(config: &Path, name: &str, bootstrap: Option<PathBuf>, force:
         .with_context(|| format!("keys in {}", n.identity.key_dir.display()))?;
     println!("wrote {}", config.display());
     println!("identity  {}", n.identity.spiffe_id());
-    println!("keys      {} (ML-DSA-65, 0600)", n.identity.key_dir.display());
+    println!(
+        "keys      {} (ML-DSA-65, 0600)",
+        n.identity.key_dir.display()
+    );
     println!("data      {}", n.storage.path.display());
     if let Some(dir) = &n.storage.plans_dir {
-        println!("plans     {} ({} templates)", dir.display(), DEFAULT_PLANS.len());
+        println!(
+            "plans     {} ({} templates)",
+            dir.display(),
+            DEFAULT_PLANS.len()
+        );
     }
     println!("next: x0tta6bl4 run --config {}", config.display());
     Ok(())

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "x0tta6bl4", version, about = "Autonomic mesh node: monitor, analyze, plan, execute, remember")]
+#[command(
+    name = "x0tta6bl4",
+    version,
+    about = "Autonomic mesh node: monitor, analyze, plan, execute, remember"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,15 +68,28 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet_default = matches!(cli.command, Command::Demo { .. } | Command::DemoService { .. });
+    let quiet_default = matches!(
+        cli.command,
+        Command::Demo { .. } | Command::DemoService { .. }
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if quiet_default { "warn" } else { "info" })
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Init { config, name, bootstrap, force } => init::init(&config, &name, bootstrap, force),
+            Command::Init {
+                config,
+                name,
+                bootstrap,
+                force,
+            } => init::init(&config, &name, bootstrap, force),
             Command::Run { config } => run::run(&config).await,
             Command::Status { config } => run::status(&config),
             Command::Demo { scenario } => demo::demo(scenario).await,

@@ -29,7 +29,9 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let a = assemble(&cfg, Some(config))?;
-    warn!("mesh transport: in-process only (x0tta-mesh not yet wired); knowledge: in memory, not durable");
+    warn!(
+        "mesh transport: in-process only (x0tta-mesh not yet wired); knowledge: in memory, not durable"
+    );
     a.supervisor.start_all().await?;
     let handle = a.node.handle();
     let mut events = handle.subscribe();
@@ -85,17 +87,29 @@ pub(crate) fn status(config: &Path) -> Result<()> {
     let path = status_path(&cfg);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no status at {} (has the node run?)", path.display()))?;
-    let f: StatusFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let f: StatusFile =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let running = Path::new(&format!("/proc/{}", f.pid)).exists();
     let age = Timestamp::now().since(f.updated_at);
-    println!("node        {} ({})", f.node, cfg.node_config.identity.spiffe_id());
-    println!("process     {} ({})", f.pid, if running { "running" } else { "not running" });
+    println!(
+        "node        {} ({})",
+        f.node,
+        cfg.node_config.identity.spiffe_id()
+    );
+    println!(
+        "process     {} ({})",
+        f.pid,
+        if running { "running" } else { "not running" }
+    );
     println!("updated     {:.1} s ago", age.as_secs_f64());
     println!("policy      v{}", f.status.policy_version);
     println!("cycles      {}", f.status.cycles);
     println!("anomalies   {} active", f.status.active_anomalies);
     println!("incidents   {}", f.status.incidents);
-    println!("heals       {} ok, {} failed, {} escalated", f.status.heals_succeeded, f.status.heals_failed, f.status.escalations);
+    println!(
+        "heals       {} ok, {} failed, {} escalated",
+        f.status.heals_succeeded, f.status.heals_failed, f.status.escalations
+    );
     for (name, pid) in f.services {
         match pid {
             Some(p) => println!("service     {name}: running (pid {p})"),

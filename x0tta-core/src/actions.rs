@@ -33,7 +33,10 @@ impl Action for NotifyNeighbors {
     }
 
     async fn run(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        let note = params.text("note")?.unwrap_or("anomaly under repair").to_string();
+        let note = params
+            .text("note")?
+            .unwrap_or("anomaly under repair")
+            .to_string();
         let msg = IncidentMessage::Notice {
             node: ctx.node.clone(),
             anomaly: ctx.anomaly.clone(),
@@ -84,7 +87,8 @@ impl Action for ReloadPolicy {
     }
 
     async fn run(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        let next = (self.source)().map_err(|e| ActionError::Failed(format!("reading policy: {e}")))?;
+        let next =
+            (self.source)().map_err(|e| ActionError::Failed(format!("reading policy: {e}")))?;
         let before = ctx.policy.current();
         match ctx.policy.replace_rules(next) {
             Ok(PolicyUpdate::Applied { from, to }) => {
@@ -94,7 +98,9 @@ impl Action for ReloadPolicy {
                 Ok(format!("policy v{from} -> v{to}"))
             }
             Ok(PolicyUpdate::Unchanged) => Ok("policy unchanged".into()),
-            Ok(other) => Err(ActionError::Failed(format!("policy not applied: {other:?}"))),
+            Ok(other) => Err(ActionError::Failed(format!(
+                "policy not applied: {other:?}"
+            ))),
             Err(e) => Err(ActionError::Failed(e.to_string())),
         }
     }
@@ -104,7 +110,9 @@ impl Action for ReloadPolicy {
         match prev {
             None => Ok("reload_policy: nothing to undo".into()),
             Some(p) => match ctx.policy.replace_rules(p) {
-                Ok(PolicyUpdate::Applied { to, .. }) => Ok(format!("previous rules restored as v{to}")),
+                Ok(PolicyUpdate::Applied { to, .. }) => {
+                    Ok(format!("previous rules restored as v{to}"))
+                }
                 Ok(_) => Ok("previous rules already in force".into()),
                 Err(e) => Err(ActionError::Failed(e.to_string())),
             },

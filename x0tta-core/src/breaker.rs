@@ -54,7 +54,12 @@ pub struct CircuitBreaker {
 
 impl CircuitBreaker {
     /// Whether the plan for `key` may run at `now`.
-    pub fn check(&mut self, key: &BreakerKey, now: Instant, policy: &BreakerPolicy) -> BreakerVerdict {
+    pub fn check(
+        &mut self,
+        key: &BreakerKey,
+        now: Instant,
+        policy: &BreakerPolicy,
+    ) -> BreakerVerdict {
         let Some(e) = self.entries.get_mut(key) else {
             return BreakerVerdict::Closed;
         };
@@ -66,7 +71,8 @@ impl CircuitBreaker {
             Some(_) => {
                 // Half-open: allow one trial; its outcome decides.
                 e.open_until = None;
-                e.failures.retain(|t| now.duration_since(*t) <= policy.window);
+                e.failures
+                    .retain(|t| now.duration_since(*t) <= policy.window);
                 BreakerVerdict::Closed
             }
             None => BreakerVerdict::Closed,
@@ -74,7 +80,13 @@ impl CircuitBreaker {
     }
 
     /// Records an execution outcome for `key` at `now`.
-    pub fn record(&mut self, key: &BreakerKey, success: bool, now: Instant, policy: &BreakerPolicy) {
+    pub fn record(
+        &mut self,
+        key: &BreakerKey,
+        success: bool,
+        now: Instant,
+        policy: &BreakerPolicy,
+    ) {
         if success {
             self.entries.remove(key);
             return;
@@ -91,7 +103,8 @@ impl CircuitBreaker {
         }
         let e = self.entries.entry(key.clone()).or_default();
         e.last_used = Some(now);
-        e.failures.retain(|t| now.duration_since(*t) <= policy.window);
+        e.failures
+            .retain(|t| now.duration_since(*t) <= policy.window);
         e.failures.push_back(now);
         while e.failures.len() > policy.max_failures as usize {
             e.failures.pop_front();
@@ -128,7 +141,10 @@ mod tests {
         let t0 = Instant::now();
         b.record(&k, false, t0, &p);
         b.record(&k, false, t0 + Duration::from_secs(11), &p);
-        assert_eq!(b.check(&k, t0 + Duration::from_secs(11), &p), BreakerVerdict::Closed);
+        assert_eq!(
+            b.check(&k, t0 + Duration::from_secs(11), &p),
+            BreakerVerdict::Closed
+        );
         b.record(&k, true, t0 + Duration::from_secs(12), &p);
         assert!(b.is_empty());
     }

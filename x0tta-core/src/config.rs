@@ -73,7 +73,13 @@ impl Invalid {
 }
 
 impl ConfigError {
-    fn invalid(file: &Path, line: Option<u64>, column: Option<u64>, field: Option<String>, message: String) -> Self {
+    fn invalid(
+        file: &Path,
+        line: Option<u64>,
+        column: Option<u64>,
+        field: Option<String>,
+        message: String,
+    ) -> Self {
         Self::Invalid(Box::new(Invalid {
             file: file.to_path_buf(),
             line,
@@ -148,7 +154,8 @@ fn locate(text: &str, path: &str) -> Option<u64> {
     for key in path.split('.') {
         let pos = lines[from..].iter().position(|l| {
             let t = l.trim_start().trim_start_matches("- ");
-            t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))
+            t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
         })?;
         from += pos;
         found = Some(from as u64 + 1);
@@ -158,7 +165,10 @@ fn locate(text: &str, path: &str) -> Option<u64> {
 }
 
 /// Parses `text` as `T`, mapping errors to [`ConfigError`] with file, line and field.
-pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: impl AsRef<Path>) -> Result<T, ConfigError> {
+pub fn parse<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: impl AsRef<Path>,
+) -> Result<T, ConfigError> {
     let file = file.as_ref();
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let loc = e.location();
@@ -392,18 +402,30 @@ impl NodeConfig {
             return Err(bad(format!("node_config.mapk.{field}"), problem));
         }
         if !(0.0..=1.0).contains(&n.dao.quorum) || !(0.0..=1.0).contains(&n.dao.emergency_quorum) {
-            return Err(bad("node_config.dao.quorum".into(), "quorums are ratios between 0 and 1".into()));
+            return Err(bad(
+                "node_config.dao.quorum".into(),
+                "quorums are ratios between 0 and 1".into(),
+            ));
         }
         if n.storage.retention == 0 {
-            return Err(bad("node_config.storage.retention".into(), "must be at least 1".into()));
+            return Err(bad(
+                "node_config.storage.retention".into(),
+                "must be at least 1".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.services {
             if s.name.trim().is_empty() || s.name.contains(['.', ' ']) {
-                return Err(bad("services.name".into(), format!("`{}` is not a service name (no dots or spaces)", s.name)));
+                return Err(bad(
+                    "services.name".into(),
+                    format!("`{}` is not a service name (no dots or spaces)", s.name),
+                ));
             }
             if !seen.insert(&s.name) {
-                return Err(bad("services.name".into(), format!("two services are named `{}`", s.name)));
+                return Err(bad(
+                    "services.name".into(),
+                    format!("two services are named `{}`", s.name),
+                ));
             }
         }
         Ok(())
@@ -429,13 +451,31 @@ pub fn plan_from_yaml(text: &str, file: impl AsRef<Path>) -> Result<PlanTemplate
     let pf: PlanFile = parse(text, file)?;
     let t = pf.recovery_plan;
     if t.name.trim().is_empty() {
-        return Err(ConfigError::invalid(file, locate(text, "recovery_plan.name"), None, Some("recovery_plan.name".into()), "must not be empty".into()));
+        return Err(ConfigError::invalid(
+            file,
+            locate(text, "recovery_plan.name"),
+            None,
+            Some("recovery_plan.name".into()),
+            "must not be empty".into(),
+        ));
     }
     if t.steps.is_empty() {
-        return Err(ConfigError::invalid(file, locate(text, "recovery_plan.steps"), None, Some("recovery_plan.steps".into()), "a plan needs at least one step".into()));
+        return Err(ConfigError::invalid(
+            file,
+            locate(text, "recovery_plan.steps"),
+            None,
+            Some("recovery_plan.steps".into()),
+            "a plan needs at least one step".into(),
+        ));
     }
     if t.trigger.kinds.is_empty() {
-        return Err(ConfigError::invalid(file, locate(text, "recovery_plan.trigger.kinds"), None, Some("recovery_plan.trigger.kinds".into()), "a trigger needs at least one anomaly kind".into()));
+        return Err(ConfigError::invalid(
+            file,
+            locate(text, "recovery_plan.trigger.kinds"),
+            None,
+            Some("recovery_plan.trigger.kinds".into()),
+            "a trigger needs at least one anomaly kind".into(),
+        ));
     }
     Ok(t)
 }
@@ -469,7 +509,12 @@ pub fn load_policy(path: impl AsRef<Path>) -> Result<Policy, ConfigError> {
 
 impl fmt::Display for NodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node {} ({} services)", self.node_config.identity.spiffe_id(), self.services.len())
+        write!(
+            f,
+            "node {} ({} services)",
+            self.node_config.identity.spiffe_id(),
+            self.services.len()
+        )
     }
 }
 

@@ -185,7 +185,11 @@ pub struct PlanContext<'a> {
 #[async_trait]
 pub trait Planner: Send + Sync {
     /// The plan for `anomaly`, or [`PlanDecision::NoMatch`].
-    async fn plan(&self, anomaly: &Anomaly, ctx: &PlanContext<'_>) -> Result<PlanDecision, PlanError>;
+    async fn plan(
+        &self,
+        anomaly: &Anomaly,
+        ctx: &PlanContext<'_>,
+    ) -> Result<PlanDecision, PlanError>;
 }
 
 /// Re-observes the node, for verification after a plan ran.
@@ -241,7 +245,11 @@ pub trait Healer: Send + Sync {
     /// Anomalies in `obs` (deduplicated by [`Anomaly::key`]).
     async fn analyze(&self, obs: &Observation, policy: &Policy) -> Vec<Anomaly>;
     /// A plan for `anomaly`.
-    async fn plan(&self, anomaly: &Anomaly, ctx: &PlanContext<'_>) -> Result<PlanDecision, PlanError>;
+    async fn plan(
+        &self,
+        anomaly: &Anomaly,
+        ctx: &PlanContext<'_>,
+    ) -> Result<PlanDecision, PlanError>;
     /// Runs `plan`.
     async fn execute(&self, plan: &RecoveryPlan, ctx: &ExecContext<'_>) -> ExecutionReport;
 }

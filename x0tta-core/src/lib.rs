@@ -82,7 +82,9 @@ pub use healer::{
 pub use id::{
     ContentId, EncodeError, InvalidId, MAX_NODE_ID_LEN, NodeId, from_dag_cbor, to_dag_cbor,
 };
-pub use knowledge::{KnowledgeError, KnowledgeStore, MergeOutcome, PLAN_STATS_SCAN, SearchHit, SearchQuery};
+pub use knowledge::{
+    KnowledgeError, KnowledgeStore, MergeOutcome, PLAN_STATS_SCAN, SearchHit, SearchQuery,
+};
 pub use messages::IncidentMessage;
 pub use node::{
     BuildError, CycleReport, MAX_PENDING_VOTES, NODE_EVENT_CAPACITY, Node, NodeBuilder, NodeEvent,

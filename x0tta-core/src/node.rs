@@ -21,7 +21,7 @@ use crate::{
     Envelope, ExecContext, ExecProgress, ExecutionReport, Governance, Healer, Incident,
     IncidentMessage, KnowledgeError, KnowledgeStore, MeshEvent, NodeId, Observation, PeerState,
     PlanContext, PlanDecision, PlanTemplate, Policy, PolicyError, PolicyHandle, PolicyUpdate,
-    Proposal, ProposalId, RecoveryPlan, Resolution, SensorError, Sensor, Signer, SignedReport,
+    Proposal, ProposalId, RecoveryPlan, Resolution, Sensor, SensorError, SignedReport, Signer,
     Subject, Timestamp, Transport, contexts, healing::DefaultHealer, names, observation_id,
     to_dag_cbor, topics,
 };
@@ -371,22 +371,33 @@ impl NodeBuilder {
         for a in self.actions {
             let name = a.name().to_string();
             if actions.register(a).is_some() {
-                return Err(BuildError::Inconsistent(format!("two actions are named `{name}`")));
+                return Err(BuildError::Inconsistent(format!(
+                    "two actions are named `{name}`"
+                )));
             }
         }
         let mut sensor_names = std::collections::HashSet::new();
         for s in &self.sensors {
             if !sensor_names.insert(s.name().to_string()) {
-                return Err(BuildError::Inconsistent(format!("two sensors are named `{}`", s.name())));
+                return Err(BuildError::Inconsistent(format!(
+                    "two sensors are named `{}`",
+                    s.name()
+                )));
             }
         }
         let mut template_names = std::collections::HashSet::new();
         for t in &self.templates {
             if !template_names.insert(t.name.clone()) {
-                return Err(BuildError::Inconsistent(format!("two plan templates are named `{}`", t.name)));
+                return Err(BuildError::Inconsistent(format!(
+                    "two plan templates are named `{}`",
+                    t.name
+                )));
             }
             if t.steps.is_empty() {
-                return Err(BuildError::Inconsistent(format!("plan template `{}` has no steps", t.name)));
+                return Err(BuildError::Inconsistent(format!(
+                    "plan template `{}` has no steps",
+                    t.name
+                )));
             }
             if t.trigger.kinds.is_empty() {
                 return Err(BuildError::Inconsistent(format!(
@@ -395,7 +406,9 @@ impl NodeBuilder {
                 )));
             }
             for (i, s) in t.steps.iter().enumerate() {
-                for action in std::iter::once(&s.action).chain(s.rollback.as_ref().map(|r| &r.action)) {
+                for action in
+                    std::iter::once(&s.action).chain(s.rollback.as_ref().map(|r| &r.action))
+                {
                     if !actions.contains(action) {
                         return Err(BuildError::Inconsistent(format!(
                             "plan template `{}` step {} uses action `{action}`, which is not registered (registered: {})",
@@ -423,7 +436,9 @@ impl NodeBuilder {
             transport,
             knowledge,
             governance: self.governance,
-            healer: self.healer.unwrap_or_else(|| Arc::new(DefaultHealer::standard())),
+            healer: self
+                .healer
+                .unwrap_or_else(|| Arc::new(DefaultHealer::standard())),
             sensors: self.sensors,
             actions,
             signer,
@@ -435,7 +450,9 @@ impl NodeBuilder {
             shutdown,
             wake: tokio::sync::Notify::new(),
         };
-        Ok(Node { inner: Arc::new(inner) })
+        Ok(Node {
+            inner: Arc::new(inner),
+        })
     }
 }
 
@@ -505,22 +522,36 @@ async fn observe(inner: &Inner, policy: &Policy) -> Observation {
         match r {
             Ok(Ok(reading)) => obs.merge(reading),
             Ok(Err(e)) => obs.sensor_errors.push((name, e.reason)),
-            Err(_) => obs.sensor_errors.push((name, format!("no reading within {limit:?}"))),
+            Err(_) => obs
+                .sensor_errors
+                .push((name, format!("no reading within {limit:?}"))),
         }
     }
     if let Ok(neighbours) = tokio::time::timeout(limit, inner.transport.neighbours()).await {
-        let up: Vec<_> = neighbours.iter().filter(|n| n.state == PeerState::Up).collect();
+        let up: Vec<_> = neighbours
+            .iter()
+            .filter(|n| n.state == PeerState::Up)
+            .collect();
         obs.set(names::MESH_NEIGHBOURS, up.len() as f64);
         let rtts: Vec<f64> = up.iter().filter_map(|n| n.rtt_ms).collect();
         if !rtts.is_empty() {
-            obs.set(names::MESH_RTT_MS, rtts.iter().sum::<f64>() / rtts.len() as f64);
+            obs.set(
+                names::MESH_RTT_MS,
+                rtts.iter().sum::<f64>() / rtts.len() as f64,
+            );
         }
         if !up.is_empty() {
-            obs.set(names::MESH_LOSS, up.iter().map(|n| n.loss).sum::<f64>() / up.len() as f64);
+            obs.set(
+                names::MESH_LOSS,
+                up.iter().map(|n| n.loss).sum::<f64>() / up.len() as f64,
+            );
         }
         obs.neighbours.extend(neighbours);
     } else {
-        obs.sensor_errors.push(("mesh".into(), "neighbour table not available in time".into()));
+        obs.sensor_errors.push((
+            "mesh".into(),
+            "neighbour table not available in time".into(),
+        ));
     }
     obs
 }
@@ -533,7 +564,9 @@ impl Node {
 
     /// A handle for status, events, policy and shutdown.
     pub fn handle(&self) -> NodeHandle {
-        NodeHandle { inner: self.inner.clone() }
+        NodeHandle {
+            inner: self.inner.clone(),
+        }
     }
 
     /// This node's id.
@@ -620,15 +653,20 @@ impl Node {
         let pending = inner.lock().pending_votes.remove(&d.id);
         if let Some(p) = d.policy.filter(|_| d.passed) {
             match inner.policy.apply(p) {
-                Ok(PolicyUpdate::Applied { to, .. }) => info!(version = to, "policy changed by governance"),
+                Ok(PolicyUpdate::Applied { to, .. }) => {
+                    info!(version = to, "policy changed by governance")
+                }
                 Ok(other) => debug!(?other, "governance policy not applied"),
-                Err(e) => inner.emit(NodeEvent::Error { what: format!("governance policy invalid: {e}") }),
+                Err(e) => inner.emit(NodeEvent::Error {
+                    what: format!("governance policy invalid: {e}"),
+                }),
             }
         }
         if let Some(p) = pending {
             if d.passed {
                 let policy = inner.policy.current();
-                self.execute_and_record(p.plan, p.observation, &policy).await;
+                self.execute_and_record(p.plan, p.observation, &policy)
+                    .await;
             } else {
                 info!(template = %p.plan.template, "emergency heal rejected by vote");
             }
@@ -663,7 +701,8 @@ impl Node {
             let mut fresh = Vec::with_capacity(anomalies.len());
             {
                 let mut st = inner.lock();
-                let present: std::collections::HashSet<_> = anomalies.iter().map(Anomaly::key).collect();
+                let present: std::collections::HashSet<_> =
+                    anomalies.iter().map(Anomaly::key).collect();
                 st.active.retain(|k, _| present.contains(k));
                 for a in &anomalies {
                     let new = !st.active.contains_key(&a.key());
@@ -685,8 +724,16 @@ impl Node {
             }
 
             // Plan, Execute, Knowledge — most severe first, bounded per cycle.
-            let mut report = CycleReport { cycle, anomalies: anomalies.clone(), incidents: Vec::new() };
-            for (a, (new, _)) in anomalies.iter().zip(fresh).take(policy.max_heals_per_cycle as usize) {
+            let mut report = CycleReport {
+                cycle,
+                anomalies: anomalies.clone(),
+                incidents: Vec::new(),
+            };
+            for (a, (new, _)) in anomalies
+                .iter()
+                .zip(fresh)
+                .take(policy.max_heals_per_cycle as usize)
+            {
                 if let Some(r) = self.heal(a, new, obs.clone(), &policy).await {
                     report.incidents.push(r);
                 }
@@ -727,17 +774,26 @@ impl Node {
                 if !new {
                     return None;
                 }
-                inner.emit(NodeEvent::NoPlan { anomaly: anomaly.clone() });
-                return self.record(anomaly.clone(), &obs, None, None, Resolution::NoPlan).await;
+                inner.emit(NodeEvent::NoPlan {
+                    anomaly: anomaly.clone(),
+                });
+                return self
+                    .record(anomaly.clone(), &obs, None, None, Resolution::NoPlan)
+                    .await;
             }
             Err(e) => {
-                inner.emit(NodeEvent::Error { what: format!("planning {} failed: {e}", anomaly.kind) });
+                inner.emit(NodeEvent::Error {
+                    what: format!("planning {} failed: {e}", anomaly.kind),
+                });
                 return None;
             }
         };
 
         let key: BreakerKey = (plan.template.clone(), anomaly.kind, anomaly.subject.clone());
-        let verdict = inner.lock().breaker.check(&key, Instant::now(), &policy.breaker);
+        let verdict = inner
+            .lock()
+            .breaker
+            .check(&key, Instant::now(), &policy.breaker);
         if let BreakerVerdict::Open { .. } = verdict {
             return self.escalate(anomaly, plan, &obs).await;
         }
@@ -757,9 +813,7 @@ impl Node {
         let inner = &self.inner;
         {
             let mut st = inner.lock();
-            let Some(active) = st.active.get_mut(&anomaly.key()) else {
-                return None;
-            };
+            let active = st.active.get_mut(&anomaly.key())?;
             if active.escalated {
                 return None; // told once per episode
             }
@@ -769,14 +823,21 @@ impl Node {
         let mut raised = anomaly.clone();
         raised.severity = raised.severity.escalate();
         warn!(template = %plan.template, kind = %anomaly.kind, "circuit breaker open: escalating");
-        inner.emit(NodeEvent::Escalated { anomaly: raised.clone(), template: plan.template.clone() });
+        inner.emit(NodeEvent::Escalated {
+            anomaly: raised.clone(),
+            template: plan.template.clone(),
+        });
         let notice = IncidentMessage::Notice {
             node: inner.id.clone(),
             anomaly: raised.clone(),
-            note: format!("plan `{}` keeps failing; circuit breaker open", plan.template),
+            note: format!(
+                "plan `{}` keeps failing; circuit breaker open",
+                plan.template
+            ),
         };
         self.publish(&notice).await;
-        self.record(raised, obs, Some(plan), None, Resolution::Escalated).await
+        self.record(raised, obs, Some(plan), None, Resolution::Escalated)
+            .await
     }
 
     async fn request_vote(
@@ -788,13 +849,18 @@ impl Node {
         let inner = &self.inner;
         let governance = inner.governance.as_ref()?;
         if inner.lock().pending_votes.len() >= MAX_PENDING_VOTES {
-            inner.emit(NodeEvent::Error { what: "too many emergency heals awaiting votes".into() });
+            inner.emit(NodeEvent::Error {
+                what: "too many emergency heals awaiting votes".into(),
+            });
             return None;
         }
         let mut next = policy.clone();
         next.version += 1;
         let proposal = Proposal {
-            title: format!("emergency: run `{}` for {} on {}", plan.template, plan.anomaly.kind, plan.anomaly.subject),
+            title: format!(
+                "emergency: run `{}` for {} on {}",
+                plan.template, plan.anomaly.kind, plan.anomaly.subject
+            ),
             description: plan.anomaly.to_text(),
             proposer: inner.id.clone(),
             policy: next,
@@ -802,13 +868,25 @@ impl Node {
         };
         match governance.submit(proposal).await {
             Ok(id) => {
-                inner.emit(NodeEvent::AwaitingVote { proposal: id, template: plan.template.clone() });
+                inner.emit(NodeEvent::AwaitingVote {
+                    proposal: id,
+                    template: plan.template.clone(),
+                });
                 let anomaly = plan.anomaly.clone();
-                inner.lock().pending_votes.insert(id, Pending { plan: plan.clone(), observation: obs.clone() });
-                self.record(anomaly, &obs, Some(plan), None, Resolution::AwaitingVote).await
+                inner.lock().pending_votes.insert(
+                    id,
+                    Pending {
+                        plan: plan.clone(),
+                        observation: obs.clone(),
+                    },
+                );
+                self.record(anomaly, &obs, Some(plan), None, Resolution::AwaitingVote)
+                    .await
             }
             Err(e) => {
-                inner.emit(NodeEvent::Error { what: format!("emergency proposal failed: {e}") });
+                inner.emit(NodeEvent::Error {
+                    what: format!("emergency proposal failed: {e}"),
+                });
                 None
             }
         }
@@ -821,7 +899,9 @@ impl Node {
         policy: &Policy,
     ) -> Option<(ContentId, Resolution)> {
         let inner = &self.inner;
-        inner.emit(NodeEvent::PlanChosen { plan: Box::new(plan.clone()) });
+        inner.emit(NodeEvent::PlanChosen {
+            plan: Box::new(plan.clone()),
+        });
         let reobserve = NodeReobserve { inner };
         let progress = |p: ExecProgress| inner.emit(NodeEvent::Progress(p));
         let ctx = ExecContext {
@@ -843,30 +923,51 @@ impl Node {
             .execute(&plan, &ctx)
             .instrument(info_span!("heal", template = %plan.template))
             .await;
-        let key: BreakerKey = (plan.template.clone(), plan.anomaly.kind, plan.anomaly.subject.clone());
+        let key: BreakerKey = (
+            plan.template.clone(),
+            plan.anomaly.kind,
+            plan.anomaly.subject.clone(),
+        );
         {
             let mut st = inner.lock();
-            st.breaker.record(&key, report.success, Instant::now(), &policy.breaker);
+            st.breaker
+                .record(&key, report.success, Instant::now(), &policy.breaker);
             if report.success {
                 st.status.heals_succeeded += 1;
             } else {
                 st.status.heals_failed += 1;
             }
         }
-        inner.emit(NodeEvent::Executed { report: Box::new(report.clone()) });
+        inner.emit(NodeEvent::Executed {
+            report: Box::new(report.clone()),
+        });
         let signed = match to_dag_cbor(&report)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| inner.signer.sign(contexts::EXECUTION_REPORT, &bytes).map_err(|e| e.to_string()))
-        {
-            Ok(signature) => Some(SignedReport { report: report.clone(), signature }),
+            .and_then(|bytes| {
+                inner
+                    .signer
+                    .sign(contexts::EXECUTION_REPORT, &bytes)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(signature) => Some(SignedReport {
+                report: report.clone(),
+                signature,
+            }),
             Err(e) => {
-                inner.emit(NodeEvent::Error { what: format!("signing the execution report failed: {e}") });
+                inner.emit(NodeEvent::Error {
+                    what: format!("signing the execution report failed: {e}"),
+                });
                 None
             }
         };
-        let resolution = if report.success { Resolution::Healed } else { Resolution::Failed };
+        let resolution = if report.success {
+            Resolution::Healed
+        } else {
+            Resolution::Failed
+        };
         let anomaly = plan.anomaly.clone();
-        self.record(anomaly, &obs, Some(plan), signed, resolution).await
+        self.record(anomaly, &obs, Some(plan), signed, resolution)
+            .await
     }
 
     async fn record(
@@ -881,7 +982,9 @@ impl Node {
         let observation = match observation_id(obs) {
             Ok(id) => id,
             Err(e) => {
-                inner.emit(NodeEvent::Error { what: format!("observation not encodable: {e}") });
+                inner.emit(NodeEvent::Error {
+                    what: format!("observation not encodable: {e}"),
+                });
                 return None;
             }
         };
@@ -902,11 +1005,16 @@ impl Node {
             Ok(id) => {
                 inner.lock().status.incidents += 1;
                 inner.emit(NodeEvent::IncidentRecorded { id, resolution });
-                self.publish(&IncidentMessage::Incident { incident: Box::new(incident) }).await;
+                self.publish(&IncidentMessage::Incident {
+                    incident: Box::new(incident),
+                })
+                .await;
                 Some((id, resolution))
             }
             Err(e) => {
-                inner.emit(NodeEvent::Error { what: format!("recording the incident failed: {e}") });
+                inner.emit(NodeEvent::Error {
+                    what: format!("recording the incident failed: {e}"),
+                });
                 None
             }
         }
@@ -916,7 +1024,10 @@ impl Node {
         let inner = &self.inner;
         let sealed = to_dag_cbor(msg)
             .map_err(|e| e.to_string())
-            .and_then(|b| Envelope::seal(inner.signer.as_ref(), contexts::INCIDENT, b).map_err(|e| e.to_string()))
+            .and_then(|b| {
+                Envelope::seal(inner.signer.as_ref(), contexts::INCIDENT, b)
+                    .map_err(|e| e.to_string())
+            })
             .and_then(|env| to_dag_cbor(&env).map_err(|e| e.to_string()));
         match sealed {
             Ok(bytes) => {
@@ -924,7 +1035,9 @@ impl Node {
                     debug!(%e, "incident not published");
                 }
             }
-            Err(e) => inner.emit(NodeEvent::Error { what: format!("sealing incident message failed: {e}") }),
+            Err(e) => inner.emit(NodeEvent::Error {
+                what: format!("sealing incident message failed: {e}"),
+            }),
         }
     }
 }

@@ -33,7 +33,10 @@ impl Timestamp {
     }
     /// `self + d`, saturating.
     pub fn saturating_add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+        Self(
+            self.0
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+        )
     }
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {

@@ -154,7 +154,9 @@ pub struct Condition {
 
 /// A condition that does not parse.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("bad condition `{text}`: {problem} (expected `<metric> <op> <number> [and …]`, op one of > >= < <= == !=)")]
+#[error(
+    "bad condition `{text}`: {problem} (expected `<metric> <op> <number> [and …]`, op one of > >= < <= == !=)"
+)]
 pub struct ConditionError {
     text: String,
     problem: String,
@@ -341,15 +343,15 @@ impl Trigger {
         if !self.kinds.contains(&a.kind) || a.severity < self.min_severity {
             return false;
         }
-        let class_ok = match (&self.subject, &a.subject) {
-            (None, _) => true,
-            (Some(SubjectClass::Host), Subject::Host) => true,
-            (Some(SubjectClass::Service), Subject::Service(_)) => true,
-            (Some(SubjectClass::Peer), Subject::Peer(_)) => true,
-            (Some(SubjectClass::Link), Subject::Link(_)) => true,
-            (Some(SubjectClass::Mesh), Subject::Mesh) => true,
-            _ => false,
-        };
+        let class_ok = matches!(
+            (&self.subject, &a.subject),
+            (None, _)
+                | (Some(SubjectClass::Host), Subject::Host)
+                | (Some(SubjectClass::Service), Subject::Service(_))
+                | (Some(SubjectClass::Peer), Subject::Peer(_))
+                | (Some(SubjectClass::Link), Subject::Link(_))
+                | (Some(SubjectClass::Mesh), Subject::Mesh)
+        );
         let service_ok = self.services.is_empty()
             || matches!(&a.subject, Subject::Service(s) if self.services.contains(s));
         class_ok && service_ok
@@ -393,7 +395,8 @@ impl PlanStats {
     /// assert_eq!(PlanStats { successes: 8, failures: 0 }.success_probability(), 0.9);
     /// ```
     pub fn success_probability(&self) -> f64 {
-        (f64::from(self.successes) + 1.0) / (f64::from(self.successes) + f64::from(self.failures) + 2.0)
+        (f64::from(self.successes) + 1.0)
+            / (f64::from(self.successes) + f64::from(self.failures) + 2.0)
     }
 
     /// Records one outcome.

@@ -400,7 +400,6 @@ mod tests {
     fn stale_updates_are_refused() {
         let h = PolicyHandle::new(Policy::default()).unwrap();
         let mut p = Policy::default();
-        p.version = 1;
         p.thresholds.cpu_percent = 10.0;
         assert_eq!(
             h.apply(p).unwrap(),

@@ -10,6 +10,9 @@ pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::E
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| D::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. 500ms, 10s, 5m")))
+    humantime::parse_duration(&s).map_err(|e| {
+        D::Error::custom(format!(
+            "`{s}` is not a duration ({e}); write e.g. 500ms, 10s, 5m"
+        ))
+    })
 }

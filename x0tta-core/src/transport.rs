@@ -245,8 +245,11 @@ pub trait Transport: Send + Sync {
     fn local_id(&self) -> &NodeId;
 
     /// Publishes `payload` on `topic` to every subscribed peer.
-    async fn publish(&self, topic: &str, payload: Vec<u8>)
-    -> Result<PublishOutcome, TransportError>;
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<PublishOutcome, TransportError>;
 
     /// Subscribes to `topic`.
     async fn subscribe(&self, topic: &str) -> Result<Subscription, TransportError>;

@@ -21,20 +21,43 @@ fn parts(name: &str) -> (Arc<dyn Transport>, Arc<dyn KnowledgeStore>, Arc<dyn Si
 #[test]
 fn missing_components_are_named() {
     let (t, k, s) = parts("a");
-    let e = Node::builder().knowledge(k.clone()).signer(s.clone()).build().unwrap_err();
+    let e = Node::builder()
+        .knowledge(k.clone())
+        .signer(s.clone())
+        .build()
+        .unwrap_err();
     assert!(matches!(e, BuildError::Missing("transport")), "{e}");
-    let e = Node::builder().transport(t.clone()).signer(s).build().unwrap_err();
+    let e = Node::builder()
+        .transport(t.clone())
+        .signer(s)
+        .build()
+        .unwrap_err();
     assert!(matches!(e, BuildError::Missing("knowledge")), "{e}");
-    let e = Node::builder().transport(t).knowledge(k).build().unwrap_err();
+    let e = Node::builder()
+        .transport(t)
+        .knowledge(k)
+        .build()
+        .unwrap_err();
     assert!(matches!(e, BuildError::Missing("signer")));
-    assert_eq!(e.to_string(), "node is missing its signer: call NodeBuilder::signer(…)");
+    assert_eq!(
+        e.to_string(),
+        "node is missing its signer: call NodeBuilder::signer(…)"
+    );
 }
 
 #[test]
 fn signer_must_sign_as_the_transport_node() {
     let (t, k, _) = parts("a");
-    let e = Node::builder().transport(t).knowledge(k).signer(Arc::new(TestSigner(id("b")))).build().unwrap_err();
-    assert!(matches!(&e, BuildError::Inconsistent(m) if m.contains("signs as b")), "{e}");
+    let e = Node::builder()
+        .transport(t)
+        .knowledge(k)
+        .signer(Arc::new(TestSigner(id("b"))))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, BuildError::Inconsistent(m) if m.contains("signs as b")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -46,7 +69,11 @@ fn templates_must_use_registered_actions() {
         .knowledge(k.clone())
         .signer(s.clone())
         .action(Scripted::ok("restart", &journal))
-        .plan_template(template("fix", AnomalyKind::ServiceDown, &["restart", "page_oncall"]))
+        .plan_template(template(
+            "fix",
+            AnomalyKind::ServiceDown,
+            &["restart", "page_oncall"],
+        ))
         .build()
         .unwrap_err();
     assert!(
@@ -102,10 +129,24 @@ fn invalid_policy_and_missing_governance_are_refused() {
     let (t, k, s) = parts("a");
     let mut p = Policy::default();
     p.thresholds.memory_percent = 101.0;
-    let e = Node::builder().transport(t.clone()).knowledge(k.clone()).signer(s.clone()).policy(p).build().unwrap_err();
+    let e = Node::builder()
+        .transport(t.clone())
+        .knowledge(k.clone())
+        .signer(s.clone())
+        .policy(p)
+        .build()
+        .unwrap_err();
     assert!(matches!(e, BuildError::Policy(_)), "{e}");
-    let mut p = Policy::default();
-    p.critical_needs_vote = true;
-    let e = Node::builder().transport(t).knowledge(k).signer(s).policy(p).build().unwrap_err();
-    assert!(matches!(&e, BuildError::Inconsistent(m) if m.contains("governance")), "{e}");
+    let p = Policy { critical_needs_vote: true, ..Default::default() };
+    let e = Node::builder()
+        .transport(t)
+        .knowledge(k)
+        .signer(s)
+        .policy(p)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, BuildError::Inconsistent(m) if m.contains("governance")),
+        "{e}"
+    );
 }

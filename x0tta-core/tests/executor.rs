@@ -31,7 +31,13 @@ impl Reobserve for Clears {
 }
 
 fn anomaly() -> Anomaly {
-    Anomaly::new(AnomalyKind::ServiceDown, Severity::High, 1.0, Subject::Service("web".into()), "test")
+    Anomaly::new(
+        AnomalyKind::ServiceDown,
+        Severity::High,
+        1.0,
+        Subject::Service("web".into()),
+        "test",
+    )
 }
 
 fn plan(steps: Vec<StepSpec>) -> RecoveryPlan {
@@ -46,13 +52,21 @@ fn plan(steps: Vec<StepSpec>) -> RecoveryPlan {
     }
 }
 
-async fn execute(plan: &RecoveryPlan, actions: Vec<Arc<dyn Action>>, persist: u32, policy: &Policy) -> ExecutionReport {
+async fn execute(
+    plan: &RecoveryPlan,
+    actions: Vec<Arc<dyn Action>>,
+    persist: u32,
+    policy: &Policy,
+) -> ExecutionReport {
     let mut reg = ActionRegistry::new();
     for a in actions {
         reg.register(a);
     }
     let net = MemoryNetwork::new();
-    let reob = Clears { anomaly: anomaly(), persist: Mutex::new(persist) };
+    let reob = Clears {
+        anomaly: anomaly(),
+        persist: Mutex::new(persist),
+    };
     let ctx = ExecContext {
         actions: &reg,
         action_ctx: ActionContext {
@@ -73,8 +87,22 @@ async fn execute(plan: &RecoveryPlan, actions: Vec<Arc<dyn Action>>, persist: u3
 #[tokio::test]
 async fn step_two_of_three_fails_rolls_back_step_one_only() {
     let j: Journal = Arc::new(Mutex::new(Vec::new()));
-    let p = plan(vec![StepSpec::new("a"), StepSpec::new("b"), StepSpec::new("c")]);
-    let r = execute(&p, vec![Scripted::ok("a", &j), Scripted::failing("b", &j), Scripted::ok("c", &j)], 0, &fast_policy()).await;
+    let p = plan(vec![
+        StepSpec::new("a"),
+        StepSpec::new("b"),
+        StepSpec::new("c"),
+    ]);
+    let r = execute(
+        &p,
+        vec![
+            Scripted::ok("a", &j),
+            Scripted::failing("b", &j),
+            Scripted::ok("c", &j),
+        ],
+        0,
+        &fast_policy(),
+    )
+    .await;
     assert!(!r.success);
     assert_eq!(*j.lock().unwrap(), ["run a", "done a", "run b", "undo a"]);
     assert_eq!(r.steps.len(), 2);
@@ -86,10 +114,20 @@ async fn step_two_of_three_fails_rolls_back_step_one_only() {
 #[tokio::test]
 async fn rollbacks_run_in_reverse_order() {
     let j: Journal = Arc::new(Mutex::new(Vec::new()));
-    let p = plan(vec![StepSpec::new("a"), StepSpec::new("b"), StepSpec::new("c"), StepSpec::new("d")]);
+    let p = plan(vec![
+        StepSpec::new("a"),
+        StepSpec::new("b"),
+        StepSpec::new("c"),
+        StepSpec::new("d"),
+    ]);
     let r = execute(
         &p,
-        vec![Scripted::ok("a", &j), Scripted::ok("b", &j), Scripted::failing("c", &j), Scripted::ok("d", &j)],
+        vec![
+            Scripted::ok("a", &j),
+            Scripted::ok("b", &j),
+            Scripted::failing("c", &j),
+            Scripted::ok("d", &j),
+        ],
         0,
         &fast_policy(),
     )
@@ -98,17 +136,40 @@ async fn rollbacks_run_in_reverse_order() {
     let undo: Vec<_> = log.iter().filter(|l| l.starts_with("undo")).collect();
     assert_eq!(undo, ["undo b", "undo a"]);
     assert!(!log.contains(&"run d".to_string()));
-    assert_eq!(r.rollbacks.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(), ["undo b", "undo a"]);
+    assert_eq!(
+        r.rollbacks
+            .iter()
+            .map(|s| s.step.as_str())
+            .collect::<Vec<_>>(),
+        ["undo b", "undo a"]
+    );
 }
 
 #[tokio::test]
 async fn explicit_rollback_call_replaces_the_actions_own() {
     let j: Journal = Arc::new(Mutex::new(Vec::new()));
     let mut first = StepSpec::new("a");
-    first.rollback = Some(ActionCall { action: "cleanup".into(), params: Params::new(), timeout: Duration::from_secs(1) });
+    first.rollback = Some(ActionCall {
+        action: "cleanup".into(),
+        params: Params::new(),
+        timeout: Duration::from_secs(1),
+    });
     let p = plan(vec![first, StepSpec::new("b")]);
-    execute(&p, vec![Scripted::ok("a", &j), Scripted::failing("b", &j), Scripted::ok("cleanup", &j)], 0, &fast_policy()).await;
-    assert_eq!(*j.lock().unwrap(), ["run a", "done a", "run b", "run cleanup", "done cleanup"]);
+    execute(
+        &p,
+        vec![
+            Scripted::ok("a", &j),
+            Scripted::failing("b", &j),
+            Scripted::ok("cleanup", &j),
+        ],
+        0,
+        &fast_policy(),
+    )
+    .await;
+    assert_eq!(
+        *j.lock().unwrap(),
+        ["run a", "done a", "run b", "run cleanup", "done cleanup"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -122,15 +183,25 @@ async fn step_timeouts_are_honoured() {
     let started = tokio::time::Instant::now();
     let r = execute(
         &p,
-        vec![Scripted::ok("a", &j), Scripted::slow("hang", &j, Duration::from_secs(3600)), Scripted::ok("c", &j)],
+        vec![
+            Scripted::ok("a", &j),
+            Scripted::slow("hang", &j, Duration::from_secs(3600)),
+            Scripted::ok("c", &j),
+        ],
         0,
         &fast_policy(),
     )
     .await;
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_secs(1),
+        "{elapsed:?}"
+    );
     assert_eq!(r.steps[1].outcome, StepOutcome::TimedOut { after_ms: 100 });
-    assert_eq!(*j.lock().unwrap(), ["run a", "done a", "run hang", "undo a"]);
+    assert_eq!(
+        *j.lock().unwrap(),
+        ["run a", "done a", "run hang", "undo a"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -140,14 +211,28 @@ async fn verification_polls_until_the_anomaly_clears_or_gives_up() {
     let policy = fast_policy();
     let r = execute(&p, vec![Scripted::ok("a", &j)], 3, &policy).await;
     assert!(r.success);
-    assert!(matches!(r.verification, Verification::Cleared { observations: 4, .. }), "{:?}", r.verification);
+    assert!(
+        matches!(
+            r.verification,
+            Verification::Cleared {
+                observations: 4,
+                ..
+            }
+        ),
+        "{:?}",
+        r.verification
+    );
     assert!(r.rollbacks.is_empty());
 
     let j: Journal = Arc::new(Mutex::new(Vec::new()));
     let r = execute(&p, vec![Scripted::ok("a", &j)], 1000, &policy).await;
     assert!(!r.success);
     assert!(matches!(r.verification, Verification::Persisted { .. }));
-    assert_eq!(*j.lock().unwrap(), ["run a", "done a", "undo a"], "a plan that did not fix it is undone");
+    assert_eq!(
+        *j.lock().unwrap(),
+        ["run a", "done a", "undo a"],
+        "a plan that did not fix it is undone"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +241,13 @@ async fn a_false_condition_skips_the_step() {
     let mut guarded = StepSpec::new("b");
     guarded.condition = Some("host.memory.percent > 80".parse().unwrap());
     let p = plan(vec![StepSpec::new("a"), guarded]);
-    let r = execute(&p, vec![Scripted::ok("a", &j), Scripted::ok("b", &j)], 0, &fast_policy()).await;
+    let r = execute(
+        &p,
+        vec![Scripted::ok("a", &j), Scripted::ok("b", &j)],
+        0,
+        &fast_policy(),
+    )
+    .await;
     assert!(r.success);
     assert_eq!(r.steps[1].outcome, StepOutcome::Skipped);
     assert_eq!(*j.lock().unwrap(), ["run a", "done a"]);

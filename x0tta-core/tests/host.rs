@@ -14,7 +14,11 @@ use x0tta_core::memory::{MemoryKnowledge, MemoryNetwork};
 use x0tta_core::*;
 
 fn restart_template() -> PlanTemplate {
-    let mut t = template("restart-crashed-service", AnomalyKind::ServiceDown, &["restart_service"]);
+    let mut t = template(
+        "restart-crashed-service",
+        AnomalyKind::ServiceDown,
+        &["restart_service"],
+    );
     t.trigger.min_severity = Severity::Medium;
     t
 }
@@ -43,7 +47,10 @@ async fn a_killed_child_process_is_detected_restarted_and_verified() {
     assert!(healthy.anomalies.is_empty(), "{:?}", healthy.anomalies);
 
     // Kill the service behind the supervisor's back (as a crash would).
-    let status = std::process::Command::new("kill").args(["-9", &first_pid.to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &first_pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -58,7 +65,9 @@ async fn a_killed_child_process_is_detected_restarted_and_verified() {
     let incident = knowledge.get(&r.incidents[0].0).await.unwrap().unwrap();
     let report = &incident.report.unwrap().report;
     assert!(matches!(report.verification, Verification::Cleared { .. }));
-    let StepOutcome::Succeeded { output } = &report.steps[0].outcome else { panic!("{:?}", report.steps) };
+    let StepOutcome::Succeeded { output } = &report.steps[0].outcome else {
+        panic!("{:?}", report.steps)
+    };
     assert!(output.contains("started worker"), "{output}");
 
     let after = node.run_cycle(WakeReason::Requested).await;
@@ -73,21 +82,49 @@ async fn tcp_and_http_probes_see_a_real_listener() {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]);
-                let status = if req.starts_with("GET /health") { "200 OK" } else { "404 Not Found" };
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                let status = if req.starts_with("GET /health") {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                };
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await;
             });
         }
     });
     let t = Duration::from_secs(2);
-    assert!(run_probe("s", &ProbeSpec::Tcp(addr.to_string()), t).await.healthy);
-    let ok = run_probe("s", &ProbeSpec::Http { url: format!("http://{addr}/health"), status: 200 }, t).await;
+    assert!(
+        run_probe("s", &ProbeSpec::Tcp(addr.to_string()), t)
+            .await
+            .healthy
+    );
+    let ok = run_probe(
+        "s",
+        &ProbeSpec::Http {
+            url: format!("http://{addr}/health"),
+            status: 200,
+        },
+        t,
+    )
+    .await;
     assert!(ok.healthy, "{:?}", ok.detail);
-    let nf = run_probe("s", &ProbeSpec::Http { url: format!("http://{addr}/missing"), status: 200 }, t).await;
+    let nf = run_probe(
+        "s",
+        &ProbeSpec::Http {
+            url: format!("http://{addr}/missing"),
+            status: 200,
+        },
+        t,
+    )
+    .await;
     assert!(!nf.healthy);
     assert!(nf.detail.unwrap().contains("answered 404"));
     let closed = run_probe("s", &ProbeSpec::Tcp("127.0.0.1:1".into()), t).await;
@@ -98,7 +135,13 @@ fn action_ctx() -> ActionContext {
     let net = MemoryNetwork::new();
     ActionContext {
         node: id("n"),
-        anomaly: Anomaly::new(AnomalyKind::MemoryPressure, Severity::High, 1.0, Subject::Service("svc".into()), "t"),
+        anomaly: Anomaly::new(
+            AnomalyKind::MemoryPressure,
+            Severity::High,
+            1.0,
+            Subject::Service("svc".into()),
+            "t",
+        ),
         observation: Arc::new(Observation::new(id("n"))),
         policy: PolicyHandle::new(Policy::default()).unwrap(),
         transport: Arc::new(net.join(id("n"))),
@@ -111,13 +154,25 @@ async fn run_command_reports_exit_status_and_dies_with_its_timeout() {
     let ctx = action_ctx();
     let mut p = Params::new();
     p.insert("command".into(), ParamValue::Str("echo cleared".into()));
-    assert_eq!(RunCommand::new().run(&p, &ctx).await.unwrap(), "sh exited 0: cleared");
-    p.insert("command".into(), ParamValue::List(vec![ParamValue::Str("false".into())]));
-    assert!(matches!(RunCommand::new().run(&p, &ctx).await, Err(ActionError::Failed(_))));
+    assert_eq!(
+        RunCommand::new().run(&p, &ctx).await.unwrap(),
+        "sh exited 0: cleared"
+    );
+    p.insert(
+        "command".into(),
+        ParamValue::List(vec![ParamValue::Str("false".into())]),
+    );
+    assert!(matches!(
+        RunCommand::new().run(&p, &ctx).await,
+        Err(ActionError::Failed(_))
+    ));
 
     let marker = std::env::temp_dir().join(format!("x0tta-timeout-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
-    p.insert("command".into(), ParamValue::Str(format!("sleep 1 && touch {}", marker.display())));
+    p.insert(
+        "command".into(),
+        ParamValue::Str(format!("sleep 1 && touch {}", marker.display())),
+    );
     let r = tokio::time::timeout(Duration::from_millis(100), RunCommand::new().run(&p, &ctx)).await;
     assert!(r.is_err(), "the timeout must cancel the step");
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -129,8 +184,14 @@ async fn adjust_memory_limits_without_a_cgroup_is_a_clear_error() {
     let sup = Supervisor::new([ServiceSpec::new("svc", "sleep").args(["1"])]).unwrap();
     let mut p = Params::new();
     p.insert("memory_max_mb".into(), ParamValue::Int(64));
-    let err = AdjustMemoryLimits::new(sup).run(&p, &action_ctx()).await.unwrap_err();
-    assert!(matches!(&err, ActionError::Unavailable(m) if m.contains("runs in no cgroup")), "{err}");
+    let err = AdjustMemoryLimits::new(sup)
+        .run(&p, &action_ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ActionError::Unavailable(m) if m.contains("runs in no cgroup")),
+        "{err}"
+    );
 }
 
 /// A cgroup with a memory controller this process may create, or why not.
@@ -139,12 +200,16 @@ fn make_cgroup() -> Result<std::path::PathBuf, String> {
     let v2 = std::path::Path::new("/sys/fs/cgroup");
     let candidates = [
         (v2.join("cgroup.controllers"), v2.join(&name)),
-        (v2.join("memory/memory.limit_in_bytes"), v2.join("memory").join(&name)),
+        (
+            v2.join("memory/memory.limit_in_bytes"),
+            v2.join("memory").join(&name),
+        ),
     ];
     for (probe, dir) in candidates {
         let usable = probe.exists()
             && (!probe.ends_with("cgroup.controllers")
-                || std::fs::read_to_string(&probe).is_ok_and(|c| c.split_whitespace().any(|w| w == "memory")));
+                || std::fs::read_to_string(&probe)
+                    .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory")));
         if !usable {
             continue;
         }
@@ -170,13 +235,19 @@ async fn adjust_memory_limits_writes_the_cgroup_and_rolls_back() {
     let sup = Supervisor::new([spec]).unwrap();
     let pid = sup.start("svc").await.unwrap();
     let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|l| l.trim() == pid.to_string()), "service placed in its cgroup");
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "service placed in its cgroup"
+    );
     let before = read_memory_limit(&cg).unwrap();
     let action = AdjustMemoryLimits::new(sup.clone());
     let mut p = Params::new();
     p.insert("memory_max_mb".into(), ParamValue::Int(64));
     action.run(&p, &action_ctx()).await.unwrap();
-    assert_eq!(read_memory_limit(&cg).unwrap(), MemoryLimit::Bytes(64 << 20));
+    assert_eq!(
+        read_memory_limit(&cg).unwrap(),
+        MemoryLimit::Bytes(64 << 20)
+    );
     action.rollback(&p, &action_ctx()).await.unwrap();
     assert_eq!(read_memory_limit(&cg).unwrap(), before);
     sup.stop_all().await;

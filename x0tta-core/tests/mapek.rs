@@ -18,7 +18,12 @@ struct Setup {
     knowledge: Arc<MemoryKnowledge>,
 }
 
-fn setup(policy: Policy, actions: Vec<Arc<dyn Action>>, templates: Vec<PlanTemplate>, journal: Journal) -> Setup {
+fn setup(
+    policy: Policy,
+    actions: Vec<Arc<dyn Action>>,
+    templates: Vec<PlanTemplate>,
+    journal: Journal,
+) -> Setup {
     let net = MemoryNetwork::new();
     let dial = Dial::default();
     let knowledge = Arc::new(MemoryKnowledge::new(100));
@@ -34,7 +39,12 @@ fn setup(policy: Policy, actions: Vec<Arc<dyn Action>>, templates: Vec<PlanTempl
     for t in templates {
         b = b.plan_template(t);
     }
-    Setup { node: b.build().unwrap(), dial, journal, knowledge }
+    Setup {
+        node: b.build().unwrap(),
+        dial,
+        journal,
+        knowledge,
+    }
 }
 
 #[tokio::test]
@@ -42,13 +52,19 @@ async fn threshold_change_takes_effect_on_the_next_cycle() {
     let s = setup(fast_policy(), vec![], vec![], Arc::new(Mutex::new(vec![])));
     s.dial.set(names::CPU_PERCENT, 80.0);
     let r = s.node.run_cycle(WakeReason::Requested).await;
-    assert!(r.anomalies.is_empty(), "80% is under the default 90% threshold");
+    assert!(
+        r.anomalies.is_empty(),
+        "80% is under the default 90% threshold"
+    );
 
     let live = s.node.handle().policy().clone();
     let mut next = (*live.current()).clone();
     next.version += 1;
     next.thresholds.cpu_percent = 70.0;
-    assert!(matches!(live.apply(next).unwrap(), PolicyUpdate::Applied { .. }));
+    assert!(matches!(
+        live.apply(next).unwrap(),
+        PolicyUpdate::Applied { .. }
+    ));
 
     let r = s.node.run_cycle(WakeReason::Requested).await;
     assert_eq!(r.anomalies.len(), 1);
@@ -100,10 +116,24 @@ async fn a_heal_is_signed_recorded_and_counted_in_the_success_probability() {
         let incident = knowledge.get(&r.incidents[0].0).await.unwrap().unwrap();
         let report = incident.report.as_ref().unwrap();
         assert_eq!(report.signature.signer, id("n1"));
-        assert_eq!(report.signature.bytes, TestSigner(id("n1")).sign(contexts::EXECUTION_REPORT, &to_dag_cbor(&report.report).unwrap()).unwrap().bytes);
+        assert_eq!(
+            report.signature.bytes,
+            TestSigner(id("n1"))
+                .sign(
+                    contexts::EXECUTION_REPORT,
+                    &to_dag_cbor(&report.report).unwrap()
+                )
+                .unwrap()
+                .bytes
+        );
         assert_eq!(incident.content_id().unwrap(), r.incidents[0].0);
-        let plan = wait_for(&mut events, Duration::from_secs(1), |e| matches!(e, NodeEvent::PlanChosen { .. })).await;
-        let NodeEvent::PlanChosen { plan } = plan else { unreachable!() };
+        let plan = wait_for(&mut events, Duration::from_secs(1), |e| {
+            matches!(e, NodeEvent::PlanChosen { .. })
+        })
+        .await;
+        let NodeEvent::PlanChosen { plan } = plan else {
+            unreachable!()
+        };
         probabilities.push(plan.success_probability);
     }
     // Beta(1,1) posterior mean over recorded outcomes: 1/2, 2/3, 3/4.
@@ -117,13 +147,25 @@ async fn planner_prefers_the_template_history_supports() {
     let s = setup(
         fast_policy(),
         vec![Scripted::ok("a", &j), Scripted::ok("b", &j)],
-        vec![template("plan-a", AnomalyKind::MemoryPressure, &["a"]), template("plan-b", AnomalyKind::MemoryPressure, &["b"])],
+        vec![
+            template("plan-a", AnomalyKind::MemoryPressure, &["a"]),
+            template("plan-b", AnomalyKind::MemoryPressure, &["b"]),
+        ],
         j.clone(),
     );
     s.node.install_templates().await.unwrap();
     // History: plan-b healed memory pressure twice, plan-a failed once.
-    let anomaly = Anomaly::new(AnomalyKind::MemoryPressure, Severity::High, 0.9, Subject::Host, "t");
-    for (i, (tpl, ok)) in [("plan-b", true), ("plan-b", true), ("plan-a", false)].into_iter().enumerate() {
+    let anomaly = Anomaly::new(
+        AnomalyKind::MemoryPressure,
+        Severity::High,
+        0.9,
+        Subject::Host,
+        "t",
+    );
+    for (i, (tpl, ok)) in [("plan-b", true), ("plan-b", true), ("plan-a", false)]
+        .into_iter()
+        .enumerate()
+    {
         let report = ExecutionReport {
             template: tpl.into(),
             started_at: Timestamp::now(),
@@ -152,7 +194,11 @@ async fn planner_prefers_the_template_history_supports() {
                     score: 0.0,
                 }),
                 report: Some(SignedReport { report, signature }),
-                resolution: if ok { Resolution::Healed } else { Resolution::Failed },
+                resolution: if ok {
+                    Resolution::Healed
+                } else {
+                    Resolution::Failed
+                },
             })
             .await
             .unwrap();
@@ -160,14 +206,26 @@ async fn planner_prefers_the_template_history_supports() {
     s.dial.set(names::MEMORY_PERCENT, 97.0);
     let mut events = s.node.handle().subscribe();
     s.node.run_cycle(WakeReason::Requested).await;
-    let NodeEvent::PlanChosen { plan } =
-        wait_for(&mut events, Duration::from_secs(1), |e| matches!(e, NodeEvent::PlanChosen { .. })).await
+    let NodeEvent::PlanChosen { plan } = wait_for(&mut events, Duration::from_secs(1), |e| {
+        matches!(e, NodeEvent::PlanChosen { .. })
+    })
+    .await
     else {
         unreachable!()
     };
     assert_eq!(plan.template, "plan-b");
-    assert_eq!(plan.history, PlanStats { successes: 2, failures: 0 });
-    assert_eq!(plan.evidence.len(), 2, "the two healed incidents are the evidence");
+    assert_eq!(
+        plan.history,
+        PlanStats {
+            successes: 2,
+            failures: 0
+        }
+    );
+    assert_eq!(
+        plan.evidence.len(),
+        2,
+        "the two healed incidents are the evidence"
+    );
     let _ = s.journal;
 }
 
@@ -179,7 +237,11 @@ async fn the_breaker_stops_blind_retries_and_escalates_once() {
     let s = setup(
         policy,
         vec![Scripted::failing("futile", &j)],
-        vec![template("futile-fix", AnomalyKind::DiskPressure, &["futile"])],
+        vec![template(
+            "futile-fix",
+            AnomalyKind::DiskPressure,
+            &["futile"],
+        )],
         j.clone(),
     );
     s.node.install_templates().await.unwrap();
@@ -189,12 +251,30 @@ async fn the_breaker_stops_blind_retries_and_escalates_once() {
         let r = s.node.run_cycle(WakeReason::Requested).await;
         resolutions.extend(r.incidents.into_iter().map(|(_, res)| res));
     }
-    assert_eq!(resolutions, vec![Resolution::Failed, Resolution::Failed, Resolution::Escalated]);
-    assert_eq!(j.lock().unwrap().iter().filter(|l| *l == "run futile").count(), 2);
+    assert_eq!(
+        resolutions,
+        vec![
+            Resolution::Failed,
+            Resolution::Failed,
+            Resolution::Escalated
+        ]
+    );
+    assert_eq!(
+        j.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "run futile")
+            .count(),
+        2
+    );
     let status = s.node.handle().status();
     assert_eq!((status.heals_failed, status.escalations), (2, 1));
     let recent = s.knowledge.recent(1).await.unwrap();
-    assert_eq!(recent[0].1.anomaly.severity, Severity::Critical, "escalation raises the severity");
+    assert_eq!(
+        recent[0].1.anomaly.severity,
+        Severity::Critical,
+        "escalation raises the severity"
+    );
 }
 
 #[tokio::test]
@@ -214,16 +294,37 @@ async fn mesh_events_wake_the_loop_and_shutdown_is_graceful() {
     let mut events = handle.subscribe();
     let task = tokio::spawn(node.run());
     // The first cycle runs at start; the next would be an hour away.
-    wait_for(&mut events, Duration::from_secs(2), |e| matches!(e, NodeEvent::CycleFinished { cycle: 1, .. })).await;
+    wait_for(&mut events, Duration::from_secs(2), |e| {
+        matches!(e, NodeEvent::CycleFinished { cycle: 1, .. })
+    })
+    .await;
     net.crash(&id("n2"));
-    let e = wait_for(&mut events, Duration::from_secs(2), |e| matches!(e, NodeEvent::CycleStarted { cycle: 2, .. })).await;
-    assert_eq!(e, NodeEvent::CycleStarted { cycle: 2, reason: WakeReason::Mesh(MeshEvent::PeerDown(id("n2"))) });
-    let found = wait_for(&mut events, Duration::from_secs(2), |e| matches!(e, NodeEvent::AnomalyDetected { .. })).await;
-    let NodeEvent::AnomalyDetected { anomaly, .. } = found else { unreachable!() };
+    let e = wait_for(&mut events, Duration::from_secs(2), |e| {
+        matches!(e, NodeEvent::CycleStarted { cycle: 2, .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        NodeEvent::CycleStarted {
+            cycle: 2,
+            reason: WakeReason::Mesh(MeshEvent::PeerDown(id("n2")))
+        }
+    );
+    let found = wait_for(&mut events, Duration::from_secs(2), |e| {
+        matches!(e, NodeEvent::AnomalyDetected { .. })
+    })
+    .await;
+    let NodeEvent::AnomalyDetected { anomaly, .. } = found else {
+        unreachable!()
+    };
     assert_eq!(anomaly.kind, AnomalyKind::NodeFailure);
     assert_eq!(anomaly.subject, Subject::Peer(id("n2")));
     handle.shutdown();
-    let status = tokio::time::timeout(Duration::from_secs(2), task).await.unwrap().unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(status.cycles, 2);
 }
 
@@ -246,10 +347,14 @@ async fn incidents_reach_peers_in_signed_envelopes() {
     let msg = sub.next().await.unwrap();
     let env: Envelope = from_dag_cbor(&msg.payload).unwrap();
     assert_eq!(env.signature.signer, id("n1"));
-    let expected = TestSigner(id("n1")).sign(contexts::INCIDENT, &env.payload).unwrap();
+    let expected = TestSigner(id("n1"))
+        .sign(contexts::INCIDENT, &env.payload)
+        .unwrap();
     assert_eq!(env.signature.bytes, expected.bytes);
     let inner: IncidentMessage = from_dag_cbor(&env.payload).unwrap();
-    let IncidentMessage::Incident { incident } = inner else { panic!("expected an incident") };
+    let IncidentMessage::Incident { incident } = inner else {
+        panic!("expected an incident")
+    };
     assert_eq!(incident.anomaly.kind, AnomalyKind::MemoryPressure);
     assert_eq!(incident.anomaly.severity, Severity::Critical);
 }

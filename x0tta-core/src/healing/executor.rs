@@ -55,7 +55,9 @@ async fn run_one(
             };
             match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(output)) => StepOutcome::Succeeded { output },
-                Ok(Err(e)) => StepOutcome::Failed { error: e.to_string() },
+                Ok(Err(e)) => StepOutcome::Failed {
+                    error: e.to_string(),
+                },
                 Err(_) => StepOutcome::TimedOut {
                     after_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
                 },
@@ -70,13 +72,19 @@ async fn run_one(
     }
 }
 
-async fn rollback_all(plan: &RecoveryPlan, done: &[usize], ctx: &ExecContext<'_>) -> Vec<StepReport> {
+async fn rollback_all(
+    plan: &RecoveryPlan,
+    done: &[usize],
+    ctx: &ExecContext<'_>,
+) -> Vec<StepReport> {
     let mut out = Vec::new();
     for &i in done.iter().rev() {
         let step = &plan.steps[i];
         let name = format!("undo {}", step.display_name());
         let r = match &step.rollback {
-            Some(call) => run_one(ctx, &name, &call.action, &call.params, call.timeout, false).await,
+            Some(call) => {
+                run_one(ctx, &name, &call.action, &call.params, call.timeout, false).await
+            }
             None => run_one(ctx, &name, &step.action, &step.params, step.timeout, true).await,
         };
         (ctx.progress)(ExecProgress::RolledBack(r.clone()));
@@ -100,9 +108,15 @@ async fn verify(anomaly: &Anomaly, ctx: &ExecContext<'_>) -> Verification {
                     };
                 }
             }
-            Err(e) => return Verification::Error { error: e.to_string() },
+            Err(e) => {
+                return Verification::Error {
+                    error: e.to_string(),
+                };
+            }
         }
-        if started.elapsed() + ctx.policy.intervals.verify_poll > ctx.policy.intervals.verify_timeout {
+        if started.elapsed() + ctx.policy.intervals.verify_poll
+            > ctx.policy.intervals.verify_timeout
+        {
             return Verification::Persisted { observations };
         }
         tokio::time::sleep(ctx.policy.intervals.verify_poll).await;
@@ -134,7 +148,15 @@ impl Executor for DefaultExecutor {
             (ctx.progress)(ExecProgress::StepStarted {
                 step: step.display_name().to_string(),
             });
-            let r = run_one(ctx, step.display_name(), &step.action, &step.params, step.timeout, false).await;
+            let r = run_one(
+                ctx,
+                step.display_name(),
+                &step.action,
+                &step.params,
+                step.timeout,
+                false,
+            )
+            .await;
             (ctx.progress)(ExecProgress::StepFinished(r.clone()));
             let ok = r.outcome.is_ok();
             steps.push(r);

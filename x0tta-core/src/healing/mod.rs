@@ -86,8 +86,12 @@ impl DefaultHealerBuilder {
         };
         DefaultHealer {
             detectors,
-            planner: self.planner.unwrap_or_else(|| Arc::new(DefaultPlanner::new())),
-            executor: self.executor.unwrap_or_else(|| Arc::new(DefaultExecutor::new())),
+            planner: self
+                .planner
+                .unwrap_or_else(|| Arc::new(DefaultPlanner::new())),
+            executor: self
+                .executor
+                .unwrap_or_else(|| Arc::new(DefaultExecutor::new())),
         }
     }
 }
@@ -135,7 +139,11 @@ pub fn merge_anomalies(found: Vec<Anomaly>) -> Vec<Anomaly> {
             }
         }
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.confidence.total_cmp(&a.confidence)));
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.confidence.total_cmp(&a.confidence))
+    });
     out
 }
 
@@ -150,7 +158,11 @@ impl Healer for DefaultHealer {
         merge_anomalies(found)
     }
 
-    async fn plan(&self, anomaly: &Anomaly, ctx: &PlanContext<'_>) -> Result<PlanDecision, PlanError> {
+    async fn plan(
+        &self,
+        anomaly: &Anomaly,
+        ctx: &PlanContext<'_>,
+    ) -> Result<PlanDecision, PlanError> {
         self.planner.plan(anomaly, ctx).await
     }
 

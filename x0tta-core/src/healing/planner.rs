@@ -42,7 +42,11 @@ impl DefaultPlanner {
 
 #[async_trait]
 impl Planner for DefaultPlanner {
-    async fn plan(&self, anomaly: &Anomaly, ctx: &PlanContext<'_>) -> Result<PlanDecision, PlanError> {
+    async fn plan(
+        &self,
+        anomaly: &Anomaly,
+        ctx: &PlanContext<'_>,
+    ) -> Result<PlanDecision, PlanError> {
         let templates = ctx.knowledge.templates().await?;
         let candidates: Vec<_> = templates
             .into_iter()
@@ -80,7 +84,11 @@ impl Planner for DefaultPlanner {
                 text,
                 vector,
                 kind: Some(anomaly.kind),
-                limit: if self.search_limit == 0 { 20 } else { self.search_limit },
+                limit: if self.search_limit == 0 {
+                    20
+                } else {
+                    self.search_limit
+                },
             })
             .await?;
         let total: f64 = hits.iter().map(|h| h.score.max(0.0)).sum();
@@ -92,7 +100,9 @@ impl Planner for DefaultPlanner {
             let mut support = 0.0;
             let mut evidence: Vec<ContentId> = Vec::new();
             for h in &hits {
-                let Some(plan) = &h.incident.plan else { continue };
+                let Some(plan) = &h.incident.plan else {
+                    continue;
+                };
                 if plan.template != t.name || h.incident.report.is_none() {
                     continue;
                 }

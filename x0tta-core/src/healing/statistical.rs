@@ -81,7 +81,11 @@ impl RobustCusum {
     /// Feeds one value.
     pub fn push(&mut self, x: f64, cfg: &StatisticalPolicy) -> Step {
         if !x.is_finite() {
-            return if self.ready { Step::Normal } else { Step::Warming };
+            return if self.ready {
+                Step::Normal
+            } else {
+                Step::Warming
+            };
         }
         if !self.ready {
             self.warm.push(x);
@@ -121,7 +125,8 @@ impl RobustCusum {
         // Adapt only while no change is building up, so a shift is not absorbed.
         if self.up < cfg.threshold / 2.0 && self.down < cfg.threshold / 2.0 {
             self.mu += cfg.adapt * self.sigma * z;
-            let s = self.sigma * (1.0 - cfg.adapt) + cfg.adapt * self.sigma * z.abs() / MEAN_ABS_NORMAL;
+            let s =
+                self.sigma * (1.0 - cfg.adapt) + cfg.adapt * self.sigma * z.abs() / MEAN_ABS_NORMAL;
             self.sigma = Self::floor_sigma(s, self.mu);
         }
         Step::Normal
@@ -152,12 +157,14 @@ fn kind_of(metric: &str) -> Option<(AnomalyKind, Subject)> {
             let rest = metric.strip_prefix("service.")?;
             let (service, what) = rest.rsplit_once('.')?;
             match what {
-                names::SERVICE_MEMORY_MB => {
-                    Some((AnomalyKind::MemoryPressure, Subject::Service(service.to_string())))
-                }
-                names::SERVICE_CPU_PERCENT => {
-                    Some((AnomalyKind::CpuOverload, Subject::Service(service.to_string())))
-                }
+                names::SERVICE_MEMORY_MB => Some((
+                    AnomalyKind::MemoryPressure,
+                    Subject::Service(service.to_string()),
+                )),
+                names::SERVICE_CPU_PERCENT => Some((
+                    AnomalyKind::CpuOverload,
+                    Subject::Service(service.to_string()),
+                )),
                 _ => None,
             }
         }
@@ -200,7 +207,11 @@ impl Detector for StatisticalDetector {
                 continue;
             }
             let cusum = series.entry(metric.clone()).or_default();
-            if let Step::ShiftUp { baseline, statistic } = cusum.push(x, cfg) {
+            if let Step::ShiftUp {
+                baseline,
+                statistic,
+            } = cusum.push(x, cfg)
+            {
                 let severity = if statistic > 2.0 * cfg.threshold {
                     Severity::Medium
                 } else {

@@ -97,9 +97,33 @@ impl Detector for ThresholdDetector {
     fn detect(&self, obs: &Observation, policy: &Policy) -> Vec<Anomaly> {
         let t = &policy.thresholds;
         let mut out = Vec::new();
-        over(&mut out, obs, names::CPU_PERCENT, t.cpu_percent, AnomalyKind::CpuOverload, Subject::Host, 100.0);
-        over(&mut out, obs, names::MEMORY_PERCENT, t.memory_percent, AnomalyKind::MemoryPressure, Subject::Host, 100.0);
-        over(&mut out, obs, names::DISK_PERCENT, t.disk_percent, AnomalyKind::DiskPressure, Subject::Host, 100.0);
+        over(
+            &mut out,
+            obs,
+            names::CPU_PERCENT,
+            t.cpu_percent,
+            AnomalyKind::CpuOverload,
+            Subject::Host,
+            100.0,
+        );
+        over(
+            &mut out,
+            obs,
+            names::MEMORY_PERCENT,
+            t.memory_percent,
+            AnomalyKind::MemoryPressure,
+            Subject::Host,
+            100.0,
+        );
+        over(
+            &mut out,
+            obs,
+            names::DISK_PERCENT,
+            t.disk_percent,
+            AnomalyKind::DiskPressure,
+            Subject::Host,
+            100.0,
+        );
 
         if let Some(limit) = t.service_memory_mb {
             for (metric, _) in obs.metrics.iter() {
@@ -123,7 +147,8 @@ impl Detector for ThresholdDetector {
 
         // Services: a service is down when its probes failed on `probe_failures` consecutive
         // observations. The counter map only holds services seen in probes (bounded by config).
-        let mut per_service: HashMap<&str, (usize, usize, Vec<&crate::ProbeResult>)> = HashMap::new();
+        let mut per_service: HashMap<&str, (usize, usize, Vec<&crate::ProbeResult>)> =
+            HashMap::new();
         for p in &obs.probes {
             let e = per_service.entry(&p.service).or_default();
             e.0 += 1;
@@ -144,7 +169,11 @@ impl Detector for ThresholdDetector {
                 if *c < t.probe_failures.max(1) {
                     continue;
                 }
-                let severity = if failed == total { Severity::High } else { Severity::Medium };
+                let severity = if failed == total {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                };
                 let mut a = Anomaly::new(
                     AnomalyKind::ServiceDown,
                     severity,
@@ -169,13 +198,19 @@ impl Detector for ThresholdDetector {
             match n.state {
                 PeerState::Up | PeerState::Suspect => live += 1,
                 PeerState::Down => out.push(
-                    Anomaly::new(AnomalyKind::NodeFailure, Severity::High, 0.9, Subject::Peer(n.id.clone()), "threshold")
-                        .with_evidence(Evidence {
-                            signal: "mesh.peer_state".into(),
-                            value: None,
-                            reference: None,
-                            note: format!("peer {} confirmed down", n.id),
-                        }),
+                    Anomaly::new(
+                        AnomalyKind::NodeFailure,
+                        Severity::High,
+                        0.9,
+                        Subject::Peer(n.id.clone()),
+                        "threshold",
+                    )
+                    .with_evidence(Evidence {
+                        signal: "mesh.peer_state".into(),
+                        value: None,
+                        reference: None,
+                        note: format!("peer {} confirmed down", n.id),
+                    }),
                 ),
                 _ => {}
             }
@@ -185,40 +220,61 @@ impl Detector for ThresholdDetector {
             let rtt_bad = n.rtt_ms.is_some_and(|r| r > t.rtt_ms);
             if rtt_bad || n.loss > t.loss_ratio {
                 out.push(
-                    Anomaly::new(AnomalyKind::LinkDegraded, Severity::Medium, 0.8, Subject::Link(n.id.clone()), "threshold")
-                        .with_evidence(Evidence {
-                            signal: "mesh.link".into(),
-                            value: n.rtt_ms,
-                            reference: Some(t.rtt_ms),
-                            note: format!("rtt {:?} ms, loss {:.2}", n.rtt_ms, n.loss),
-                        }),
+                    Anomaly::new(
+                        AnomalyKind::LinkDegraded,
+                        Severity::Medium,
+                        0.8,
+                        Subject::Link(n.id.clone()),
+                        "threshold",
+                    )
+                    .with_evidence(Evidence {
+                        signal: "mesh.link".into(),
+                        value: n.rtt_ms,
+                        reference: Some(t.rtt_ms),
+                        note: format!("rtt {:?} ms, loss {:.2}", n.rtt_ms, n.loss),
+                    }),
                 );
             }
             if let Some(off) = n.clock_offset_ms {
                 if off.unsigned_abs() as f64 > t.clock_skew_ms {
                     out.push(
-                        Anomaly::new(AnomalyKind::ClockSkew, Severity::Medium, 0.8, Subject::Peer(n.id.clone()), "threshold")
-                            .with_evidence(Evidence {
-                                signal: "mesh.clock_offset_ms".into(),
-                                value: Some(off as f64),
-                                reference: Some(t.clock_skew_ms),
-                                note: format!("clock offset {off} ms"),
-                            }),
+                        Anomaly::new(
+                            AnomalyKind::ClockSkew,
+                            Severity::Medium,
+                            0.8,
+                            Subject::Peer(n.id.clone()),
+                            "threshold",
+                        )
+                        .with_evidence(Evidence {
+                            signal: "mesh.clock_offset_ms".into(),
+                            value: Some(off as f64),
+                            reference: Some(t.clock_skew_ms),
+                            note: format!("clock offset {off} ms"),
+                        }),
                     );
                 }
             }
         }
         if t.min_neighbours > 0 && live < t.min_neighbours {
-            let severity = if live == 0 { Severity::Critical } else { Severity::High };
+            let severity = if live == 0 {
+                Severity::Critical
+            } else {
+                Severity::High
+            };
             out.push(
-                Anomaly::new(AnomalyKind::NetworkPartition, severity, 0.9, Subject::Mesh, "threshold").with_evidence(
-                    Evidence {
-                        signal: names::MESH_NEIGHBOURS.into(),
-                        value: Some(f64::from(live)),
-                        reference: Some(f64::from(t.min_neighbours)),
-                        note: format!("{live} live neighbours < {}", t.min_neighbours),
-                    },
-                ),
+                Anomaly::new(
+                    AnomalyKind::NetworkPartition,
+                    severity,
+                    0.9,
+                    Subject::Mesh,
+                    "threshold",
+                )
+                .with_evidence(Evidence {
+                    signal: names::MESH_NEIGHBOURS.into(),
+                    value: Some(f64::from(live)),
+                    reference: Some(f64::from(t.min_neighbours)),
+                    note: format!("{live} live neighbours < {}", t.min_neighbours),
+                }),
             );
         }
         out

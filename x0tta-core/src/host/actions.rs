@@ -86,7 +86,10 @@ impl Default for RunCommand {
 async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
     let Some(r) = r else { return String::new() };
     let mut buf = Vec::new();
-    let _ = r.take(MAX_COMMAND_OUTPUT as u64).read_to_end(&mut buf).await;
+    let _ = r
+        .take(MAX_COMMAND_OUTPUT as u64)
+        .read_to_end(&mut buf)
+        .await;
     String::from_utf8_lossy(&buf).trim().to_string()
 }
 
@@ -115,7 +118,10 @@ impl Action for RunCommand {
             .kill_on_drop(true) // the step timeout drops this future: the process dies with it
             .spawn()
             .map_err(|e| ActionError::Failed(format!("cannot run {prog}: {e}")))?;
-        let (out, err) = tokio::join!(read_bounded(child.stdout.take()), read_bounded(child.stderr.take()));
+        let (out, err) = tokio::join!(
+            read_bounded(child.stdout.take()),
+            read_bounded(child.stderr.take())
+        );
         let status = child
             .wait()
             .await
@@ -161,10 +167,12 @@ impl Action for AdjustMemoryLimits {
 
     async fn run(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
         let service = target_service(params, ctx)?;
-        let mb = params.uint("memory_max_mb")?.ok_or_else(|| crate::ParamError {
-            name: "memory_max_mb".into(),
-            problem: "required".into(),
-        })?;
+        let mb = params
+            .uint("memory_max_mb")?
+            .ok_or_else(|| crate::ParamError {
+                name: "memory_max_mb".into(),
+                problem: "required".into(),
+            })?;
         let spec = self
             .supervisor
             .spec(&service)
@@ -189,9 +197,15 @@ impl Action for AdjustMemoryLimits {
 
     async fn rollback(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
         let service = target_service(params, ctx)?;
-        let before = self.previous.lock().ok().and_then(|mut p| p.remove(&service));
+        let before = self
+            .previous
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&service));
         let Some(before) = before else {
-            return Ok(format!("{service}: no earlier limit recorded, nothing to undo"));
+            return Ok(format!(
+                "{service}: no earlier limit recorded, nothing to undo"
+            ));
         };
         let spec = self
             .supervisor

@@ -27,7 +27,9 @@ impl MemoryLimit {
 #[non_exhaustive]
 pub enum CgroupError {
     /// Neither `memory.max` nor `memory.limit_in_bytes` is in the directory.
-    #[error("{0} is not a cgroup with a memory controller (no memory.max or memory.limit_in_bytes)")]
+    #[error(
+        "{0} is not a cgroup with a memory controller (no memory.max or memory.limit_in_bytes)"
+    )]
     NoMemoryController(PathBuf),
     /// Reading or writing the control file failed.
     #[error("{path}: {source}")]

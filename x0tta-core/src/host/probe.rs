@@ -40,7 +40,12 @@ impl ProbeSpec {
     }
 }
 
-fn result(service: &str, spec: &ProbeSpec, started: Instant, outcome: Result<(), String>) -> ProbeResult {
+fn result(
+    service: &str,
+    spec: &ProbeSpec,
+    started: Instant,
+    outcome: Result<(), String>,
+) -> ProbeResult {
     ProbeResult {
         service: service.to_string(),
         probe: spec.label(),
@@ -62,16 +67,20 @@ async fn http_status(url: &str) -> Result<u16, String> {
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("http handshake: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("http handshake: {e}"))?;
     let driver = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, format!("{host}:{port}"))
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("GET {url}: {e}"));
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"));
     driver.abort();
     Ok(resp?.status().as_u16())
 }
@@ -101,6 +110,10 @@ pub async fn run_probe(service: &str, spec: &ProbeSpec, timeout: Duration) -> Pr
     result(service, spec, started, outcome)
 }
 
-pub(crate) fn process_result(service: &str, alive: Result<u32, String>, started: Instant) -> ProbeResult {
+pub(crate) fn process_result(
+    service: &str,
+    alive: Result<u32, String>,
+    started: Instant,
+) -> ProbeResult {
     result(service, &ProbeSpec::Process, started, alive.map(drop))
 }

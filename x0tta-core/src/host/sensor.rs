@@ -77,7 +77,8 @@ impl Sensor for HostSensor {
         let st = &mut *st;
         st.sys.refresh_cpu_usage();
         st.sys.refresh_memory();
-        let mut r = Reading::default().metric(names::CPU_PERCENT, f64::from(st.sys.global_cpu_usage()));
+        let mut r =
+            Reading::default().metric(names::CPU_PERCENT, f64::from(st.sys.global_cpu_usage()));
         let total = st.sys.total_memory();
         if total > 0 {
             r = r.metric(
@@ -90,16 +91,18 @@ impl Sensor for HostSensor {
             .disks
             .iter()
             .filter(|d| d.total_space() > 0)
-            .map(|d| 100.0 * (d.total_space() - d.available_space().min(d.total_space())) as f64 / d.total_space() as f64)
+            .map(|d| {
+                100.0 * (d.total_space() - d.available_space().min(d.total_space())) as f64
+                    / d.total_space() as f64
+            })
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         if let Some(p) = fullest {
             r = r.metric(names::DISK_PERCENT, p);
         }
         st.nets.refresh(true);
-        let (rx, tx) = st
-            .nets
-            .iter()
-            .fold((0u64, 0u64), |(rx, tx), (_, d)| (rx + d.total_received(), tx + d.total_transmitted()));
+        let (rx, tx) = st.nets.iter().fold((0u64, 0u64), |(rx, tx), (_, d)| {
+            (rx + d.total_received(), tx + d.total_transmitted())
+        });
         let now = Instant::now();
         if let Some((then, prx, ptx)) = st.last_net {
             let secs = now.duration_since(then).as_secs_f64();
@@ -154,7 +157,9 @@ impl Sensor for ServiceSensor {
         let mut r = Reading::default();
         let timeout = policy.intervals.probe_timeout;
         for name in self.supervisor.names() {
-            let Ok(spec) = self.supervisor.spec(&name) else { continue };
+            let Ok(spec) = self.supervisor.spec(&name) else {
+                continue;
+            };
             let probes = spec.effective_probes();
             let started = Instant::now();
             let alive = self.supervisor.check(&name).await;
@@ -166,10 +171,19 @@ impl Sensor for ServiceSensor {
                         true,
                         ProcessRefreshKind::nothing().with_memory().with_cpu(),
                     );
-                    if let Some(p) = sys.process(pid).filter(|p| p.status() != ProcessStatus::Zombie) {
+                    if let Some(p) = sys
+                        .process(pid)
+                        .filter(|p| p.status() != ProcessStatus::Zombie)
+                    {
                         r = r
-                            .metric(service_metric(&name, names::SERVICE_MEMORY_MB), p.memory() as f64 / MIB)
-                            .metric(service_metric(&name, names::SERVICE_CPU_PERCENT), f64::from(p.cpu_usage()));
+                            .metric(
+                                service_metric(&name, names::SERVICE_MEMORY_MB),
+                                p.memory() as f64 / MIB,
+                            )
+                            .metric(
+                                service_metric(&name, names::SERVICE_CPU_PERCENT),
+                                f64::from(p.cpu_usage()),
+                            );
                     }
                 }
             }

@@ -231,7 +231,11 @@ impl Supervisor {
 
     /// Stops `name` if it runs, starts it again, and waits up to `ready_within` for its
     /// probes to pass. Returns the new pid.
-    pub async fn restart_and_wait(&self, name: &str, ready_within: Duration) -> Result<u32, SupervisorError> {
+    pub async fn restart_and_wait(
+        &self,
+        name: &str,
+        ready_within: Duration,
+    ) -> Result<u32, SupervisorError> {
         let svc = self.get(name)?;
         let pid = {
             let mut slot = svc.child.lock().await;

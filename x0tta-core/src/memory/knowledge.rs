@@ -163,7 +163,9 @@ impl KnowledgeStore for MemoryKnowledge {
         if template.name.trim().is_empty() {
             return Err(KnowledgeError::Invalid("template name is empty".into()));
         }
-        self.lock().templates.insert(template.name.clone(), template);
+        self.lock()
+            .templates
+            .insert(template.name.clone(), template);
         Ok(())
     }
 
@@ -177,7 +179,12 @@ impl KnowledgeStore for MemoryKnowledge {
     }
 
     async fn policy_history(&self) -> Result<Vec<Policy>, KnowledgeError> {
-        Ok(self.lock().policies.iter().map(|(_, p)| p.clone()).collect())
+        Ok(self
+            .lock()
+            .policies
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect())
     }
 
     async fn export_state(&self) -> Result<Vec<u8>, KnowledgeError> {

@@ -53,8 +53,14 @@ struct State {
 impl State {
     fn linked(&self, a: &NodeId, b: &NodeId) -> bool {
         a != b
-            && self.nodes.get(a).is_some_and(|s| s.up && !s.isolated.contains(b))
-            && self.nodes.get(b).is_some_and(|s| s.up && !s.isolated.contains(a))
+            && self
+                .nodes
+                .get(a)
+                .is_some_and(|s| s.up && !s.isolated.contains(b))
+            && self
+                .nodes
+                .get(b)
+                .is_some_and(|s| s.up && !s.isolated.contains(a))
             && !self.cut.contains(&(a.clone(), b.clone()))
     }
 
@@ -130,7 +136,12 @@ impl MemoryNetwork {
                 last_seen: HashMap::new(),
             },
         );
-        let peers: Vec<NodeId> = st.nodes.keys().filter(|p| st.linked(&id, p)).cloned().collect();
+        let peers: Vec<NodeId> = st
+            .nodes
+            .keys()
+            .filter(|p| st.linked(&id, p))
+            .cloned()
+            .collect();
         for p in &peers {
             st.emit(p, MeshEvent::PeerUp(id.clone()));
             st.emit(&id, MeshEvent::PeerUp(p.clone()));
@@ -145,7 +156,12 @@ impl MemoryNetwork {
     /// Crashes `id`: its queues close and its peers see it go down.
     pub fn crash(&self, id: &NodeId) {
         let mut st = self.lock();
-        let peers: Vec<NodeId> = st.nodes.keys().filter(|p| st.linked(id, p)).cloned().collect();
+        let peers: Vec<NodeId> = st
+            .nodes
+            .keys()
+            .filter(|p| st.linked(id, p))
+            .cloned()
+            .collect();
         if let Some(s) = st.nodes.get_mut(id) {
             s.up = false;
             s.subs.clear();
@@ -222,7 +238,11 @@ impl Transport for MemoryTransport {
         &self.id
     }
 
-    async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<PublishOutcome, TransportError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<PublishOutcome, TransportError> {
         Self::check_size(&payload)?;
         let targets: Vec<(NodeId, mpsc::Sender<GossipMessage>)> = {
             let mut st = self.net.lock();
@@ -230,7 +250,12 @@ impl Transport for MemoryTransport {
                 return Err(TransportError::Closed);
             }
             let now = Timestamp::now();
-            let peers: Vec<NodeId> = st.nodes.keys().filter(|p| st.linked(&self.id, p)).cloned().collect();
+            let peers: Vec<NodeId> = st
+                .nodes
+                .keys()
+                .filter(|p| st.linked(&self.id, p))
+                .cloned()
+                .collect();
             let mut targets = Vec::new();
             for p in peers {
                 if let Some(slot) = st.nodes.get_mut(&p) {
@@ -264,7 +289,11 @@ impl Transport for MemoryTransport {
     async fn subscribe(&self, topic: &str) -> Result<Subscription, TransportError> {
         let (tx, rx) = mpsc::channel(self.net.config.subscription_capacity.max(1));
         let mut st = self.net.lock();
-        let slot = st.nodes.get_mut(&self.id).filter(|s| s.up).ok_or(TransportError::Closed)?;
+        let slot = st
+            .nodes
+            .get_mut(&self.id)
+            .filter(|s| s.up)
+            .ok_or(TransportError::Closed)?;
         slot.subs.entry(topic.to_string()).or_default().push(tx);
         Ok(Subscription::new(rx))
     }
@@ -344,7 +373,11 @@ impl Transport for MemoryTransport {
                     peer: peer.clone(),
                     protocol: protocol.to_string(),
                 })?;
-            let latency = st.latency.get(&(self.id.clone(), peer.clone())).copied().unwrap_or_default();
+            let latency = st
+                .latency
+                .get(&(self.id.clone(), peer.clone()))
+                .copied()
+                .unwrap_or_default();
             (server, latency)
         };
         let (tx, rx) = oneshot::channel();
@@ -352,8 +385,12 @@ impl Transport for MemoryTransport {
             tokio::time::sleep(latency).await;
             server
                 .try_send(InboundRequest::new(self.id.clone(), payload, tx))
-                .map_err(|_| TransportError::Other(format!("{peer} is busy: request queue full")))?;
-            let body = rx.await.map_err(|_| TransportError::Unreachable(peer.clone()))?;
+                .map_err(|_| {
+                    TransportError::Other(format!("{peer} is busy: request queue full"))
+                })?;
+            let body = rx
+                .await
+                .map_err(|_| TransportError::Unreachable(peer.clone()))?;
             tokio::time::sleep(latency).await;
             Ok(body)
         };
@@ -362,10 +399,17 @@ impl Transport for MemoryTransport {
             .map_err(|_| TransportError::Timeout(peer.clone()))?
     }
 
-    async fn serve(&self, protocol: &str) -> Result<mpsc::Receiver<InboundRequest>, TransportError> {
+    async fn serve(
+        &self,
+        protocol: &str,
+    ) -> Result<mpsc::Receiver<InboundRequest>, TransportError> {
         let (tx, rx) = mpsc::channel(self.net.config.request_capacity.max(1));
         let mut st = self.net.lock();
-        let slot = st.nodes.get_mut(&self.id).filter(|s| s.up).ok_or(TransportError::Closed)?;
+        let slot = st
+            .nodes
+            .get_mut(&self.id)
+            .filter(|s| s.up)
+            .ok_or(TransportError::Closed)?;
         slot.servers.insert(protocol.to_string(), tx);
         Ok(rx)
     }
@@ -431,11 +475,24 @@ mod tests {
             a.publish("t", vec![1]).await.unwrap();
         }
         let last = a.publish("t", vec![2]).await.unwrap();
-        assert_eq!(last, PublishOutcome { delivered: 0, dropped: 1 });
+        assert_eq!(
+            last,
+            PublishOutcome {
+                delivered: 0,
+                dropped: 1
+            }
+        );
         assert_eq!(sub.next().await.unwrap().payload, vec![1]);
-        assert!(tokio::time::timeout(Duration::from_millis(10), own.next()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), own.next())
+                .await
+                .is_err()
+        );
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(a.publish("t", big).await, Err(TransportError::TooLarge { .. })));
+        assert!(matches!(
+            a.publish("t", big).await,
+            Err(TransportError::TooLarge { .. })
+        ));
     }
 
     #[tokio::test]
@@ -452,12 +509,21 @@ mod tests {
                 r.respond(body);
             }
         });
-        let reply = a.request(&id("b"), "/x0tta/sync/1", vec![1, 2, 3], Duration::from_secs(1)).await.unwrap();
+        let reply = a
+            .request(
+                &id("b"),
+                "/x0tta/sync/1",
+                vec![1, 2, 3],
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
         assert_eq!(reply, vec![3, 2, 1]);
         net.partition(&[id("a")], &[id("b")]);
         assert_eq!(ev.next().await, Some(MeshEvent::PeerDown(id("b"))));
         assert!(matches!(
-            a.request(&id("b"), "/x0tta/sync/1", vec![], Duration::from_secs(1)).await,
+            a.request(&id("b"), "/x0tta/sync/1", vec![], Duration::from_secs(1))
+                .await,
             Err(TransportError::Unreachable(_))
         ));
         assert_eq!(a.neighbours().await[0].state, PeerState::Down);
@@ -479,10 +545,19 @@ mod tests {
         let net = MemoryNetwork::new();
         let a = net.join(id("a"));
         let _b = net.join(id("b"));
-        assert_eq!(a.command(MeshCommand::Isolate(id("b"))).await.unwrap(), CommandOutcome::Done);
+        assert_eq!(
+            a.command(MeshCommand::Isolate(id("b"))).await.unwrap(),
+            CommandOutcome::Done
+        );
         assert_eq!(a.neighbours().await[0].state, PeerState::Isolated);
-        assert_eq!(a.command(MeshCommand::Isolate(id("b"))).await.unwrap(), CommandOutcome::AlreadyDone);
-        assert_eq!(a.command(MeshCommand::Unisolate(id("b"))).await.unwrap(), CommandOutcome::Done);
+        assert_eq!(
+            a.command(MeshCommand::Isolate(id("b"))).await.unwrap(),
+            CommandOutcome::AlreadyDone
+        );
+        assert_eq!(
+            a.command(MeshCommand::Unisolate(id("b"))).await.unwrap(),
+            CommandOutcome::Done
+        );
         assert_eq!(a.neighbours().await[0].state, PeerState::Up);
     }
 }

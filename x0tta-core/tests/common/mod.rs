@@ -1,5 +1,11 @@
 //! Test helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,13 +48,28 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn ok(name: &str, journal: &Journal) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), journal: journal.clone(), fail: false, delay: Duration::ZERO })
+        Arc::new(Self {
+            name: name.into(),
+            journal: journal.clone(),
+            fail: false,
+            delay: Duration::ZERO,
+        })
     }
     pub fn failing(name: &str, journal: &Journal) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), journal: journal.clone(), fail: true, delay: Duration::ZERO })
+        Arc::new(Self {
+            name: name.into(),
+            journal: journal.clone(),
+            fail: true,
+            delay: Duration::ZERO,
+        })
     }
     pub fn slow(name: &str, journal: &Journal, delay: Duration) -> Arc<Self> {
-        Arc::new(Self { name: name.into(), journal: journal.clone(), fail: false, delay })
+        Arc::new(Self {
+            name: name.into(),
+            journal: journal.clone(),
+            fail: false,
+            delay,
+        })
     }
 }
 
@@ -58,16 +79,25 @@ impl Action for Scripted {
         &self.name
     }
     async fn run(&self, _p: &Params, _c: &ActionContext) -> Result<String, ActionError> {
-        self.journal.lock().unwrap().push(format!("run {}", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("run {}", self.name));
         tokio::time::sleep(self.delay).await;
         if self.fail {
             return Err(ActionError::Failed(format!("{} failed", self.name)));
         }
-        self.journal.lock().unwrap().push(format!("done {}", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("done {}", self.name));
         Ok(format!("{} ok", self.name))
     }
     async fn rollback(&self, _p: &Params, _c: &ActionContext) -> Result<String, ActionError> {
-        self.journal.lock().unwrap().push(format!("undo {}", self.name));
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("undo {}", self.name));
         Ok(format!("{} undone", self.name))
     }
 }
@@ -90,7 +120,10 @@ impl Sensor for Dial {
         "dial"
     }
     async fn read(&self, _p: &Policy) -> Result<Reading, SensorError> {
-        Ok(Reading { metrics: self.0.lock().unwrap().clone(), ..Default::default() })
+        Ok(Reading {
+            metrics: self.0.lock().unwrap().clone(),
+            ..Default::default()
+        })
     }
 }
 
@@ -102,8 +135,16 @@ pub fn template(name: &str, kind: AnomalyKind, actions: &[&str]) -> PlanTemplate
     PlanTemplate {
         name: name.into(),
         description: String::new(),
-        trigger: Trigger { kinds: vec![kind], min_severity: Severity::Low, subject: None, services: vec![] },
-        steps: actions.iter().map(|a| StepSpec::new(*a).timeout(Duration::from_secs(5))).collect(),
+        trigger: Trigger {
+            kinds: vec![kind],
+            min_severity: Severity::Low,
+            subject: None,
+            services: vec![],
+        },
+        steps: actions
+            .iter()
+            .map(|a| StepSpec::new(*a).timeout(Duration::from_secs(5)))
+            .collect(),
     }
 }
 
