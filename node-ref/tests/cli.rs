@@ -12,7 +12,11 @@ fn x0tta(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -21,11 +25,24 @@ fn demo_heals_both_faults_and_prints_a_summary() {
     let out = x0tta(&["demo"]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    for phase in ["[monitor]", "[analyze]", "[plan]", "[execute]", "[verify]", "[knowledge]"] {
+    for phase in [
+        "[monitor]",
+        "[analyze]",
+        "[plan]",
+        "[execute]",
+        "[verify]",
+        "[knowledge]",
+    ] {
         assert!(all.contains(phase), "missing {phase} in\n{all}");
     }
-    let summary = all.lines().find(|l| l.starts_with("summary: ")).expect("summary line");
-    assert!(summary.starts_with("summary: scenario=heal healed=true mttd_ms="), "{summary}");
+    let summary = all
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .expect("summary line");
+    assert!(
+        summary.starts_with("summary: scenario=heal healed=true mttd_ms="),
+        "{summary}"
+    );
     let field = |k: &str| -> u64 {
         summary
             .split_whitespace()
@@ -34,7 +51,10 @@ fn demo_heals_both_faults_and_prints_a_summary() {
             .parse()
             .unwrap()
     };
-    assert!(field("mttd_ms") > 0 && field("mttd_ms") <= field("mttr_ms"), "{summary}");
+    assert!(
+        field("mttd_ms") > 0 && field("mttd_ms") <= field("mttr_ms"),
+        "{summary}"
+    );
     assert!(field("incidents") >= 2, "{summary}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
@@ -48,21 +68,44 @@ fn init_writes_a_usable_node_directory() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("spiffe://x0tta.local/edge-7"));
     let sk = dir.path().join("keys/mldsa65.sk");
-    assert_eq!(std::fs::metadata(&sk).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::read_dir(dir.path().join("plans")).unwrap().count(), 3);
+    assert_eq!(
+        std::fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("plans")).unwrap().count(),
+        3
+    );
 
     let again = x0tta(&["init", "--config", cfg_s]);
     assert!(!again.status.success());
     assert!(text(&again).contains("pass --force"), "{}", text(&again));
 
-    let bad = x0tta(&["init", "--config", dir.path().join("other.yaml").to_str().unwrap(), "--name", "has space"]);
+    let bad = x0tta(&[
+        "init",
+        "--config",
+        dir.path().join("other.yaml").to_str().unwrap(),
+        "--name",
+        "has space",
+    ]);
     assert!(!bad.status.success());
-    assert!(text(&bad).contains("node_config.identity.name"), "{}", text(&bad));
-    assert!(!dir.path().join("other.yaml").exists(), "nothing written for a bad name");
+    assert!(
+        text(&bad).contains("node_config.identity.name"),
+        "{}",
+        text(&bad)
+    );
+    assert!(
+        !dir.path().join("other.yaml").exists(),
+        "nothing written for a bad name"
+    );
 
     let no_status = x0tta(&["status", "--config", cfg_s]);
     assert!(!no_status.status.success());
-    assert!(text(&no_status).contains("has the node run?"), "{}", text(&no_status));
+    assert!(
+        text(&no_status).contains("has the node run?"),
+        "{}",
+        text(&no_status)
+    );
 }
 
 #[test]
@@ -71,7 +114,9 @@ fn run_reports_status_and_stops_on_sigterm() {
     let cfg = dir.path().join("node.yaml");
     let cfg_s = cfg.to_str().unwrap();
     assert!(x0tta(&["init", "--config", cfg_s]).status.success());
-    let yaml = std::fs::read_to_string(&cfg).unwrap().replace("cycle: 60s", "cycle: 100ms");
+    let yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("cycle: 60s", "cycle: 100ms");
     std::fs::write(&cfg, yaml).unwrap();
     let mut child = Command::new(BIN)
         .args(["run", "--config", cfg_s])
@@ -87,7 +132,10 @@ fn run_reports_status_and_stops_on_sigterm() {
     let st = x0tta(&["status", "--config", cfg_s]);
     assert!(st.status.success(), "{}", text(&st));
     assert!(text(&st).contains("running"), "{}", text(&st));
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful stop exits 0, got {exit}");
@@ -102,5 +150,8 @@ fn a_malformed_config_is_refused_with_file_line_and_field() {
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(msg.contains("node.yaml:6:"), "{msg}");
-    assert!(msg.contains("node_config.mapk.thresholds.memory_percent"), "{msg}");
+    assert!(
+        msg.contains("node_config.mapk.thresholds.memory_percent"),
+        "{msg}"
+    );
 }

@@ -137,7 +137,10 @@ fn invalid_policy_and_missing_governance_are_refused() {
         .build()
         .unwrap_err();
     assert!(matches!(e, BuildError::Policy(_)), "{e}");
-    let p = Policy { critical_needs_vote: true, ..Default::default() };
+    let p = Policy {
+        critical_needs_vote: true,
+        ..Default::default()
+    };
     let e = Node::builder()
         .transport(t)
         .knowledge(k)

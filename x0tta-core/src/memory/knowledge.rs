@@ -130,29 +130,39 @@ impl KnowledgeStore for MemoryKnowledge {
         }
         let st = self.lock();
         let n = st.incidents.len() as f64;
-        let mut hits: Vec<SearchHit> = st
+        // Query-term weights once; then score every candidate and clone only the hits returned.
+        let mut q = q;
+        q.sort();
+        q.dedup();
+        let weighted: Vec<(&String, f64)> = q
+            .iter()
+            .filter_map(|t| st.df.get(t).map(|df| (t, (1.0 + n / f64::from(*df)).ln())))
+            .collect();
+        let mut scored: Vec<(f64, ContentId)> = st
             .incidents
             .iter()
             .filter(|(_, (inc, _))| query.kind.is_none_or(|k| inc.anomaly.kind == k))
-            .filter_map(|(id, (inc, terms))| {
-                let score: f64 = q
+            .filter_map(|(id, (_, terms))| {
+                let score: f64 = weighted
                     .iter()
-                    .filter(|t| terms.binary_search(t).is_ok())
-                    .map(|t| {
-                        let df = f64::from(st.df.get(t).copied().unwrap_or(1));
-                        (1.0 + n / df).ln()
-                    })
+                    .filter(|(t, _)| terms.binary_search(t).is_ok())
+                    .map(|(_, w)| w)
                     .sum();
-                (score > 0.0).then(|| SearchHit {
-                    id: *id,
+                (score > 0.0).then_some((score, *id))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(query.limit);
+        Ok(scored
+            .into_iter()
+            .filter_map(|(score, id)| {
+                st.incidents.get(&id).map(|(inc, _)| SearchHit {
+                    id,
                     score,
                     incident: inc.clone(),
                 })
             })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-        hits.truncate(query.limit);
-        Ok(hits)
+            .collect())
     }
 
     async fn templates(&self) -> Result<Vec<PlanTemplate>, KnowledgeError> {
