@@ -48,7 +48,7 @@ fn handle(req: &Request<Incoming>, hog: &Mutex<Vec<Vec<u8>>>) -> Response<Full<B
             let Ok(mut held) = hog.lock() else {
                 return reply(StatusCode::INTERNAL_SERVER_ERROR, "poisoned\n".into());
             };
-            let total = held.len() + mb;
+            let total = held.len().saturating_add(mb);
             if total > MAX_HOG_MB {
                 return reply(
                     StatusCode::BAD_REQUEST,

@@ -35,7 +35,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     a.supervisor.start_all().await?;
     let handle = a.node.handle();
     let mut events = handle.subscribe();
-    let task = tokio::spawn(a.node.run());
+    let mut task = tokio::spawn(a.node.run());
     info!(node = %handle.id(), config = %config.display(), "running; Ctrl-C or SIGTERM stops");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -44,6 +44,15 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            // The loop ended on its own: an error or a panic. Say so and exit non-zero.
+            res = &mut task => {
+                a.supervisor.stop_all().await;
+                return match res {
+                    Ok(Ok(_)) => Err(anyhow::anyhow!("the node stopped unexpectedly")),
+                    Ok(Err(e)) => Err(anyhow::Error::from(e).context("the node stopped")),
+                    Err(e) => Err(anyhow::anyhow!("the node crashed: {e}")),
+                };
+            }
             ev = events.recv() => match ev {
                 Ok(NodeEvent::CycleFinished { .. }) => {
                     let mut services = Vec::new();

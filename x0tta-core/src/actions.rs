@@ -67,7 +67,8 @@ pub type PolicySource = Arc<dyn Fn() -> Result<Policy, String> + Send + Sync>;
 /// policies never go backwards).
 pub struct ReloadPolicy {
     source: PolicySource,
-    before: std::sync::Mutex<Option<Policy>>,
+    /// The rules replaced by the last applied reload, and the version that reload created.
+    applied: std::sync::Mutex<Option<(Policy, u64)>>,
 }
 
 impl ReloadPolicy {
@@ -75,7 +76,13 @@ impl ReloadPolicy {
     pub fn new(source: PolicySource) -> Self {
         Self {
             source,
-            before: std::sync::Mutex::new(None),
+            applied: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, what: Option<(Policy, u64)>) {
+        if let Ok(mut a) = self.applied.lock() {
+            *a = what;
         }
     }
 }
@@ -87,14 +94,14 @@ impl Action for ReloadPolicy {
     }
 
     async fn run(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        // Whatever an earlier run applied is no longer this run's to undo.
+        self.remember(None);
         let next =
             (self.source)().map_err(|e| ActionError::Failed(format!("reading policy: {e}")))?;
         let before = ctx.policy.current();
         match ctx.policy.replace_rules(next) {
             Ok(PolicyUpdate::Applied { from, to }) => {
-                if let Ok(mut b) = self.before.lock() {
-                    *b = Some((*before).clone());
-                }
+                self.remember(Some(((*before).clone(), to)));
                 Ok(format!("policy v{from} -> v{to}"))
             }
             Ok(PolicyUpdate::Unchanged) => Ok("policy unchanged".into()),
@@ -105,17 +112,23 @@ impl Action for ReloadPolicy {
         }
     }
 
+    /// Restores the replaced rules, unless the policy changed again since (a governance
+    /// decision or another reload): newer rules are never overwritten by an undo.
     async fn rollback(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        let prev = self.before.lock().ok().and_then(|mut b| b.take());
-        match prev {
-            None => Ok("reload_policy: nothing to undo".into()),
-            Some(p) => match ctx.policy.replace_rules(p) {
-                Ok(PolicyUpdate::Applied { to, .. }) => {
-                    Ok(format!("previous rules restored as v{to}"))
-                }
-                Ok(_) => Ok("previous rules already in force".into()),
-                Err(e) => Err(ActionError::Failed(e.to_string())),
-            },
+        let applied = self.applied.lock().ok().and_then(|mut a| a.take());
+        let Some((previous, version)) = applied else {
+            return Ok("reload_policy: nothing to undo".into());
+        };
+        let current = ctx.policy.current().version;
+        if current != version {
+            return Err(ActionError::Failed(format!(
+                "policy moved on to v{current} since this reload applied v{version}; not restoring older rules"
+            )));
+        }
+        match ctx.policy.replace_rules(previous) {
+            Ok(PolicyUpdate::Applied { to, .. }) => Ok(format!("previous rules restored as v{to}")),
+            Ok(_) => Ok("previous rules already in force".into()),
+            Err(e) => Err(ActionError::Failed(e.to_string())),
         }
     }
 }

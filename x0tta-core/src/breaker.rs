@@ -110,7 +110,11 @@ impl CircuitBreaker {
             e.failures.pop_front();
         }
         if e.failures.len() >= policy.max_failures as usize {
-            e.open_until = Some(now + policy.cooldown);
+            // Policy validation caps the cooldown; saturate anyway rather than panic.
+            e.open_until = Some(
+                now.checked_add(policy.cooldown)
+                    .unwrap_or(now + Duration::from_secs(86_400)),
+            );
         }
     }
 

@@ -26,13 +26,12 @@ use crate::{NodeId, PlanTemplate, Policy};
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// The file.
         file: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid for its layout.
     #[error("{}", Invalid::display(.0))]
@@ -164,6 +163,44 @@ fn locate(text: &str, path: &str) -> Option<u64> {
     found
 }
 
+/// The 1-based line of `field` in the `index`-th item of the top-level list `list`.
+fn locate_item(text: &str, list: &str, index: usize, field: &str) -> Option<u64> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == format!("{list}:"))?;
+    let mut item_indent = None;
+    let mut seen = 0usize;
+    let mut in_item = false;
+    for (i, l) in lines.iter().enumerate().skip(start + 1) {
+        let indent = l.len() - l.trim_start().len();
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if indent == 0 {
+            break; // the next top-level key
+        }
+        if t.starts_with("- ") && item_indent.is_none_or(|ii| ii == indent) {
+            item_indent = Some(indent);
+            in_item = seen == index;
+            seen += 1;
+            if seen > index + 1 {
+                break;
+            }
+        }
+        let key = t.trim_start_matches("- ");
+        if in_item
+            && key
+                .strip_prefix(field)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        {
+            return Some(i as u64 + 1);
+        }
+    }
+    None
+}
+
 /// Parses `text` as `T`, mapping errors to [`ConfigError`] with file, line and field.
 pub fn parse<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -185,9 +222,9 @@ pub fn parse<T: serde::de::DeserializeOwned>(
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         file: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -401,11 +438,16 @@ impl NodeConfig {
         if let Err(crate::PolicyError::BadValue { field, problem }) = n.mapk.validate() {
             return Err(bad(format!("node_config.mapk.{field}"), problem));
         }
-        if !(0.0..=1.0).contains(&n.dao.quorum) || !(0.0..=1.0).contains(&n.dao.emergency_quorum) {
-            return Err(bad(
-                "node_config.dao.quorum".into(),
-                "quorums are ratios between 0 and 1".into(),
-            ));
+        for (field, q) in [
+            ("quorum", n.dao.quorum),
+            ("emergency_quorum", n.dao.emergency_quorum),
+        ] {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(bad(
+                    format!("node_config.dao.{field}"),
+                    format!("{q} is not a ratio between 0 and 1"),
+                ));
+            }
         }
         if n.storage.retention == 0 {
             return Err(bad(
@@ -414,18 +456,25 @@ impl NodeConfig {
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for s in &self.services {
+        for (i, s) in self.services.iter().enumerate() {
+            let bad_item = |message: String| {
+                let line = locate_item(text, "services", i, "name");
+                ConfigError::invalid(
+                    file,
+                    line,
+                    None,
+                    Some(format!("services[{i}].name")),
+                    message,
+                )
+            };
             if s.name.trim().is_empty() || s.name.contains(['.', ' ']) {
-                return Err(bad(
-                    "services.name".into(),
-                    format!("`{}` is not a service name (no dots or spaces)", s.name),
-                ));
+                return Err(bad_item(format!(
+                    "`{}` is not a service name (no dots or spaces)",
+                    s.name
+                )));
             }
             if !seen.insert(&s.name) {
-                return Err(bad(
-                    "services.name".into(),
-                    format!("two services are named `{}`", s.name),
-                ));
+                return Err(bad_item(format!("two services are named `{}`", s.name)));
             }
         }
         Ok(())
@@ -489,9 +538,9 @@ pub fn load_plan(path: impl AsRef<Path>) -> Result<PlanTemplate, ConfigError> {
 /// Reads every `*.yaml` / `*.yml` plan template in `dir`, sorted by file name.
 pub fn load_plans_dir(dir: impl AsRef<Path>) -> Result<Vec<PlanTemplate>, ConfigError> {
     let dir = dir.as_ref();
-    let io = |source| ConfigError::Io {
+    let io = |error| ConfigError::Io {
         file: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?

@@ -93,10 +93,11 @@ pub struct ActionContext {
 /// A named recovery step.
 ///
 /// # Contract
-/// `run` does the step and returns a one-line description of what it did; it is cancelled
-/// (dropped) when its timeout expires, so it must leave nothing half-done that `rollback`
-/// cannot undo. `rollback` undoes a successful `run` with the same parameters; the default
-/// does nothing and says so.
+/// `run` does the step and returns a one-line description of what it did. A `run` that
+/// returns an error must leave nothing to undo. A `run` cancelled (dropped) by its timeout is
+/// followed by `rollback`, so it must leave nothing half-done that `rollback` cannot undo.
+/// `rollback` undoes a `run` with the same parameters, and must be safe to call when that
+/// `run` did only part of its work; the default does nothing and says so.
 #[async_trait]
 pub trait Action: Send + Sync {
     /// The name plan steps refer to.

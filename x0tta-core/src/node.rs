@@ -28,7 +28,8 @@ use crate::{
 
 /// Capacity of the node-event channel; slow subscribers lose the oldest events.
 pub const NODE_EVENT_CAPACITY: usize = 1024;
-/// Most emergency heals awaiting a vote at once; more are refused (and recorded).
+/// Most emergency heals awaiting a vote at once; more are refused with a
+/// [`NodeEvent::Error`] and retried on a later cycle.
 pub const MAX_PENDING_VOTES: usize = 64;
 
 /// `build()` refused the combination.
@@ -215,7 +216,8 @@ impl NodeHandle {
     }
     /// Asks the loop to stop after the cycle in progress.
     pub fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        // send_replace stores the value even before `run` subscribes.
+        self.inner.shutdown.send_replace(true);
     }
 }
 
@@ -227,6 +229,7 @@ struct Active {
 struct Pending {
     plan: RecoveryPlan,
     observation: Arc<Observation>,
+    deadline: Instant,
 }
 
 #[derive(Default)]
@@ -502,12 +505,38 @@ impl Reobserve for NodeReobserve<'_> {
     async fn reobserve(&self) -> Result<Vec<Anomaly>, SensorError> {
         let policy = self.inner.policy.current();
         let obs = observe(self.inner, &policy).await;
+        // A blind observation proves nothing: verification must not call it "cleared".
+        if let Some((sensor, reason)) = obs.sensor_errors.first() {
+            return Err(SensorError {
+                sensor: sensor.clone(),
+                reason: reason.clone(),
+            });
+        }
         Ok(self.inner.healer.analyze(&obs, &policy).await)
     }
 }
 
 fn sensor_timeout(policy: &Policy) -> Duration {
-    (policy.intervals.probe_timeout * 2).max(Duration::from_secs(1))
+    policy
+        .intervals
+        .probe_timeout
+        .saturating_mul(2)
+        .max(Duration::from_secs(1))
+}
+
+/// A point so far ahead it never comes (an `Instant` cannot be infinite).
+fn far_future() -> Instant {
+    let now = Instant::now();
+    [86_400 * 365 * 30, 86_400 * 365, 86_400]
+        .into_iter()
+        .find_map(|s| now.checked_add(Duration::from_secs(s)))
+        .unwrap_or(now)
+}
+
+/// `now + d` for the loop's timer, saturating far in the future instead of overflowing.
+fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = Instant::now();
+    tokio::time::Instant::from_std(now.checked_add(d).unwrap_or_else(far_future))
 }
 
 async fn observe(inner: &Inner, policy: &Policy) -> Observation {
@@ -598,13 +627,13 @@ impl Node {
     /// partition) or [`NodeHandle::wake`]. Governance decisions are applied as they arrive.
     /// Shutdown lets the cycle in progress finish.
     pub async fn run(self) -> Result<NodeStatus, RunError> {
+        let mut shutdown = self.inner.shutdown.subscribe();
         self.install_templates().await?;
         let inner = &self.inner;
         let initial = inner.policy.current();
         if let Err(e) = inner.knowledge.record_policy(&initial).await {
             debug!(%e, "policy history not kept by this store");
         }
-        let mut shutdown = inner.shutdown.subscribe();
         let mut mesh = inner.transport.events();
         let mut mesh_open = true;
         let mut decisions = inner.governance.as_ref().map(|g| g.decisions());
@@ -612,6 +641,9 @@ impl Node {
         let mut next_tick = tokio::time::Instant::now();
         info!(node = %inner.id, "node running");
         loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
             let reason = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -642,7 +674,7 @@ impl Node {
                 break;
             }
             self.run_cycle(reason).await;
-            next_tick = tokio::time::Instant::now() + inner.policy.current().intervals.cycle;
+            next_tick = deadline_after(inner.policy.current().intervals.cycle);
         }
         info!(node = %inner.id, "node stopped");
         Ok(self.handle().status())
@@ -669,7 +701,45 @@ impl Node {
                     .await;
             } else {
                 info!(template = %p.plan.template, "emergency heal rejected by vote");
+                let anomaly = p.plan.anomaly.clone();
+                self.record(
+                    anomaly,
+                    &p.observation,
+                    Some(p.plan),
+                    None,
+                    Resolution::Rejected,
+                )
+                .await;
             }
+        }
+    }
+
+    /// Emergency heals whose vote did not conclude in time end as `Rejected`.
+    async fn expire_votes(&self) {
+        let now = Instant::now();
+        let expired: Vec<Pending> = {
+            let mut st = self.inner.lock();
+            let ids: Vec<ProposalId> = st
+                .pending_votes
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| st.pending_votes.remove(id))
+                .collect()
+        };
+        for p in expired {
+            warn!(template = %p.plan.template, "emergency vote expired");
+            let anomaly = p.plan.anomaly.clone();
+            self.record(
+                anomaly,
+                &p.observation,
+                Some(p.plan),
+                None,
+                Resolution::Rejected,
+            )
+            .await;
         }
     }
 
@@ -686,6 +756,7 @@ impl Node {
             let started = Instant::now();
             let policy = inner.policy.current();
             inner.emit(NodeEvent::CycleStarted { cycle, reason });
+            self.expire_votes().await;
 
             // Monitor
             let obs = Arc::new(observe(inner, &policy).await);
@@ -848,6 +919,17 @@ impl Node {
     ) -> Option<(ContentId, Resolution)> {
         let inner = &self.inner;
         let governance = inner.governance.as_ref()?;
+        {
+            let st = inner.lock();
+            let key = plan.anomaly.key();
+            if st
+                .pending_votes
+                .values()
+                .any(|p| p.plan.anomaly.key() == key)
+            {
+                return None; // already awaiting a vote for this trouble
+            }
+        }
         if inner.lock().pending_votes.len() >= MAX_PENDING_VOTES {
             inner.emit(NodeEvent::Error {
                 what: "too many emergency heals awaiting votes".into(),
@@ -878,6 +960,9 @@ impl Node {
                     Pending {
                         plan: plan.clone(),
                         observation: obs.clone(),
+                        deadline: Instant::now()
+                            .checked_add(policy.intervals.vote_timeout)
+                            .unwrap_or_else(far_future),
                     },
                 );
                 self.record(anomaly, &obs, Some(plan), None, Resolution::AwaitingVote)

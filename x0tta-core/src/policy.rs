@@ -75,6 +75,9 @@ pub struct Intervals {
     /// Timeout of one service probe.
     #[serde(with = "crate::serde_duration")]
     pub probe_timeout: Duration,
+    /// How long an emergency heal waits for its vote before it is abandoned.
+    #[serde(with = "crate::serde_duration")]
+    pub vote_timeout: Duration,
 }
 
 impl Default for Intervals {
@@ -84,6 +87,8 @@ impl Default for Intervals {
             verify_timeout: Duration::from_secs(30),
             verify_poll: Duration::from_millis(250),
             probe_timeout: Duration::from_secs(2),
+            // The emergency track votes for 15 minutes (DESIGN §8); allow the tally to arrive.
+            vote_timeout: Duration::from_secs(20 * 60),
         }
     }
 }
@@ -229,6 +234,49 @@ impl Policy {
         }
         if self.intervals.cycle < Duration::from_millis(1) {
             return bad("intervals.cycle", "must be at least 1ms");
+        }
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(86_400);
+        for (field, v, max, max_text) in [
+            ("intervals.cycle", self.intervals.cycle, DAY, "1 day"),
+            (
+                "intervals.verify_timeout",
+                self.intervals.verify_timeout,
+                DAY,
+                "1 day",
+            ),
+            (
+                "intervals.verify_poll",
+                self.intervals.verify_poll,
+                HOUR,
+                "1 hour",
+            ),
+            (
+                "intervals.probe_timeout",
+                self.intervals.probe_timeout,
+                HOUR,
+                "1 hour",
+            ),
+            (
+                "intervals.vote_timeout",
+                self.intervals.vote_timeout,
+                7 * DAY,
+                "7 days",
+            ),
+            ("breaker.window", self.breaker.window, 30 * DAY, "30 days"),
+            (
+                "breaker.cooldown",
+                self.breaker.cooldown,
+                30 * DAY,
+                "30 days",
+            ),
+        ] {
+            if v > max {
+                return Err(PolicyError::BadValue {
+                    field,
+                    problem: format!("must be at most {max_text}"),
+                });
+            }
         }
         if self.intervals.verify_poll.is_zero() {
             return bad("intervals.verify_poll", "must be positive");

@@ -120,6 +120,8 @@ pub enum Resolution {
     Escalated,
     /// The plan awaits a governance vote.
     AwaitingVote,
+    /// The emergency vote rejected the plan, or did not conclude in time.
+    Rejected,
 }
 
 /// An incident: the whole story of one anomaly, as the Knowledge phase stores it.
@@ -173,6 +175,7 @@ impl Incident {
             Resolution::NoPlan => " no-plan",
             Resolution::Escalated => " escalated",
             Resolution::AwaitingVote => " awaiting-vote",
+            Resolution::Rejected => " rejected",
         });
         s
     }

@@ -198,9 +198,10 @@ async fn step_timeouts_are_honoured() {
         "{elapsed:?}"
     );
     assert_eq!(r.steps[1].outcome, StepOutcome::TimedOut { after_ms: 100 });
+    // The cancelled step is rolled back first, then the ones before it.
     assert_eq!(
         *j.lock().unwrap(),
-        ["run a", "done a", "run hang", "undo a"]
+        ["run a", "done a", "run hang", "undo hang", "undo a"]
     );
 }
 
@@ -251,4 +252,49 @@ async fn a_false_condition_skips_the_step() {
     assert!(r.success);
     assert_eq!(r.steps[1].outcome, StepOutcome::Skipped);
     assert_eq!(*j.lock().unwrap(), ["run a", "done a"]);
+}
+
+/// Re-observation that always fails (a sensor down).
+struct Blind;
+
+#[async_trait]
+impl Reobserve for Blind {
+    async fn reobserve(&self) -> Result<Vec<Anomaly>, SensorError> {
+        Err(SensorError {
+            sensor: "services".into(),
+            reason: "no reading".into(),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blind_verification_is_not_a_success() {
+    let j: Journal = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = ActionRegistry::new();
+    reg.register(Scripted::ok("a", &j));
+    let policy = fast_policy();
+    let net = MemoryNetwork::new();
+    let ctx = ExecContext {
+        actions: &reg,
+        action_ctx: ActionContext {
+            node: id("n"),
+            anomaly: anomaly(),
+            observation: Arc::new(Observation::new(id("n"))),
+            policy: PolicyHandle::new(policy.clone()).unwrap(),
+            transport: Arc::new(net.join(id("n"))),
+            knowledge: Arc::new(MemoryKnowledge::new(10)),
+        },
+        reobserve: &Blind,
+        policy: &policy,
+        progress: &|_| {},
+    };
+    let r = DefaultExecutor::new()
+        .execute(&plan(vec![StepSpec::new("a")]), &ctx)
+        .await;
+    assert!(!r.success);
+    assert!(
+        matches!(&r.verification, Verification::Error { error } if error.contains("no reading")),
+        "{:?}",
+        r.verification
+    );
 }

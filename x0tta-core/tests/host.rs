@@ -234,10 +234,21 @@ async fn adjust_memory_limits_writes_the_cgroup_and_rolls_back() {
     spec.cgroup = Some(cg.clone());
     let sup = Supervisor::new([spec]).unwrap();
     let pid = sup.start("svc").await.unwrap();
-    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+    // The service joins its cgroup itself, before exec: wait for it.
+    let mut placed = false;
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap();
+        if procs.lines().any(|l| l.trim() == pid.to_string()) {
+            placed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(placed, "service placed in its cgroup");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(
-        procs.lines().any(|l| l.trim() == pid.to_string()),
-        "service placed in its cgroup"
+        cmdline.starts_with("sleep"),
+        "the shell became the service: {cmdline:?}"
     );
     let before = read_memory_limit(&cg).unwrap();
     let action = AdjustMemoryLimits::new(sup.clone());
@@ -253,4 +264,34 @@ async fn adjust_memory_limits_writes_the_cgroup_and_rolls_back() {
     sup.stop_all().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = std::fs::remove_dir(&cg);
+}
+
+#[tokio::test]
+async fn run_command_survives_large_output_and_kills_its_whole_group_on_timeout() {
+    let ctx = action_ctx();
+    let mut p = Params::new();
+    p.insert(
+        "command".into(),
+        ParamValue::Str("seq 1 200000 && echo end".into()),
+    );
+    let out = RunCommand::new()
+        .run(&p, &ctx)
+        .await
+        .expect("no SIGPIPE from the bounded reader");
+    assert!(out.len() <= MAX_COMMAND_OUTPUT + 32);
+
+    // `sleep` runs as a grandchild of the step (sh -c "a; b" forks it): the timeout must kill it.
+    let marker = std::env::temp_dir().join(format!("x0tta-group-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    p.insert(
+        "command".into(),
+        ParamValue::Str(format!("sleep 1; touch {}", marker.display())),
+    );
+    let r = tokio::time::timeout(Duration::from_millis(100), RunCommand::new().run(&p, &ctx)).await;
+    assert!(r.is_err());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        !marker.exists(),
+        "the command's process group died with its step"
+    );
 }

@@ -358,3 +358,124 @@ async fn incidents_reach_peers_in_signed_envelopes() {
     assert_eq!(incident.anomaly.kind, AnomalyKind::MemoryPressure);
     assert_eq!(incident.anomaly.severity, Severity::Critical);
 }
+
+#[tokio::test]
+async fn a_shutdown_before_run_is_not_lost() {
+    let net = MemoryNetwork::new();
+    let node = Node::builder()
+        .transport(Arc::new(net.join(id("n1"))))
+        .knowledge(Arc::new(MemoryKnowledge::new(10)))
+        .signer(Arc::new(TestSigner(id("n1"))))
+        .policy(fast_policy())
+        .build()
+        .unwrap();
+    node.handle().shutdown();
+    let status = tokio::time::timeout(Duration::from_secs(2), node.run())
+        .await
+        .expect("run returns")
+        .unwrap();
+    assert_eq!(status.cycles, 0);
+}
+
+/// A governance that records proposals and lets the test announce decisions.
+struct Ballot {
+    submitted: Mutex<Vec<(ProposalId, Proposal)>>,
+    decisions: tokio::sync::broadcast::Sender<Decision>,
+}
+
+#[async_trait::async_trait]
+impl Governance for Ballot {
+    async fn submit(&self, proposal: Proposal) -> Result<ProposalId, GovernanceError> {
+        let mut s = self.submitted.lock().unwrap();
+        let id = ContentId::of(&(s.len() as u64, &proposal.title)).unwrap();
+        s.push((id, proposal));
+        Ok(id)
+    }
+    async fn vote(&self, _vote: Vote) -> Result<VoteOutcome, GovernanceError> {
+        Ok(VoteOutcome::Refused(VoteRefusal::NotVoting))
+    }
+    async fn state(&self, _id: &ProposalId) -> Result<Option<ProposalState>, GovernanceError> {
+        Ok(None)
+    }
+    fn decisions(&self) -> tokio::sync::broadcast::Receiver<Decision> {
+        self.decisions.subscribe()
+    }
+}
+
+#[tokio::test]
+async fn a_critical_heal_waits_for_one_emergency_vote() {
+    let j: Journal = Arc::new(Mutex::new(vec![]));
+    let ballot = Arc::new(Ballot {
+        submitted: Mutex::new(vec![]),
+        decisions: tokio::sync::broadcast::channel(16).0,
+    });
+    let mut policy = fast_policy();
+    policy.critical_needs_vote = true;
+    policy.intervals.cycle = Duration::from_secs(3600);
+    let dial = Dial::default();
+    let net = MemoryNetwork::new();
+    let knowledge = Arc::new(MemoryKnowledge::new(100));
+    let node = Node::builder()
+        .transport(Arc::new(net.join(id("n1"))))
+        .knowledge(knowledge.clone())
+        .signer(Arc::new(TestSigner(id("n1"))))
+        .governance(ballot.clone())
+        .sensor(Arc::new(dial.clone()))
+        .action(Scripted::ok("fix", &j))
+        .plan_template(template("fix-disk", AnomalyKind::DiskPressure, &["fix"]))
+        .policy(policy)
+        .build()
+        .unwrap();
+    let handle = node.handle();
+    let mut events = handle.subscribe();
+    dial.set(names::DISK_PERCENT, 99.9); // CRITICAL
+    let task = tokio::spawn(node.run());
+    for cycle in 1..=3 {
+        if cycle > 1 {
+            handle.wake();
+        }
+        wait_for(
+            &mut events,
+            Duration::from_secs(2),
+            |e| matches!(e, NodeEvent::CycleFinished { cycle: c, .. } if *c == cycle),
+        )
+        .await;
+    }
+    let submitted = ballot.submitted.lock().unwrap().clone();
+    assert_eq!(submitted.len(), 1, "one proposal for one lasting trouble");
+    assert!(submitted[0].1.emergency);
+    assert!(j.lock().unwrap().is_empty(), "nothing runs before the vote");
+
+    // The vote passes: the plan runs (and verifies once the dial is turned down).
+    dial.set(names::DISK_PERCENT, 10.0);
+    ballot
+        .decisions
+        .send(Decision {
+            id: submitted[0].0,
+            passed: true,
+            policy: None,
+        })
+        .unwrap();
+    let e = wait_for(&mut events, Duration::from_secs(2), |e| {
+        matches!(
+            e,
+            NodeEvent::IncidentRecorded {
+                resolution: Resolution::Healed,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(matches!(e, NodeEvent::IncidentRecorded { .. }));
+    assert_eq!(*j.lock().unwrap(), ["run fix", "done fix"]);
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    let resolutions: Vec<Resolution> = knowledge
+        .recent(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, i)| i.resolution)
+        .collect();
+    assert_eq!(resolutions, [Resolution::Healed, Resolution::AwaitingVote]);
+}

@@ -119,7 +119,17 @@ fn semantic_errors_are_located_too() {
     let e = err(
         "node_config:\n  identity:\n    name: n1\nservices:\n  - name: a\n    command: x\n  - name: a\n    command: y\n",
     );
-    assert!(e.contains("two services are named `a`"), "{e}");
+    assert!(
+        e.starts_with("bad.yaml:7: field `services[1].name`: two services are named `a`"),
+        "{e}"
+    );
+    let e = err(
+        "node_config:\n  identity:\n    name: n1\n  dao:\n    quorum: 0.5\n    emergency_quorum: 1.5\n",
+    );
+    assert!(
+        e.starts_with("bad.yaml:6: field `node_config.dao.emergency_quorum`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -149,4 +159,24 @@ fn plan_templates_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(missing.starts_with("/nonexistent/node.yaml:"), "{missing}");
+}
+
+#[test]
+fn absurd_durations_are_refused_not_overflowed() {
+    let e = err(
+        "node_config:\n  identity:\n    name: n1\n  mapk:\n    intervals:\n      cycle: 500000000000y\n",
+    );
+    assert!(
+        e.starts_with(
+            "bad.yaml:6: field `node_config.mapk.intervals.cycle`: must be at most 1 day"
+        ),
+        "{e}"
+    );
+    let e = err(
+        "node_config:\n  identity:\n    name: n1\n  mapk:\n    breaker:\n      cooldown: 400d\n",
+    );
+    assert!(
+        e.contains("node_config.mapk.breaker.cooldown") && e.contains("30 days"),
+        "{e}"
+    );
 }

@@ -65,13 +65,12 @@ pub enum LoadError {
         dir: PathBuf,
     },
     /// Reading a key file failed.
-    #[error("cannot read key file {}: {source}", path.display())]
+    #[error("cannot read key file {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -86,13 +85,12 @@ pub enum SaveError {
         path: PathBuf,
     },
     /// Creating the directory or writing a file failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -126,9 +124,9 @@ impl MlDsa65Keypair {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|source| SaveError::Io {
+            .map_err(|error| SaveError::Io {
                 path: dir.to_owned(),
-                source,
+                error,
             })?;
         let sk_path = dir.join(Self::SECRET_KEY_FILE);
         let pk_path = dir.join(Self::PUBLIC_KEY_FILE);
@@ -143,9 +141,9 @@ impl MlDsa65Keypair {
         // Make the new directory entries durable too.
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| SaveError::Io {
+            .map_err(|error| SaveError::Io {
                 path: dir.to_owned(),
-                source,
+                error,
             })
     }
 
@@ -210,9 +208,9 @@ impl MlDsa65Keypair {
 
 /// Creates `path` (mode 0600, must not exist) holding `bytes`, synced to disk.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
-    let io_err = |source| SaveError::Io {
+    let io_err = |error| SaveError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = OpenOptions::new()
         .write(true)
@@ -243,9 +241,9 @@ fn read_key_file(
     expected: usize,
     secret: bool,
 ) -> Result<Zeroizing<Vec<u8>>, LoadError> {
-    let io_err = |source| LoadError::Io {
+    let io_err = |error| LoadError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {

@@ -14,7 +14,9 @@ use crate::{
 /// - A step whose condition does not hold on the triggering observation is skipped.
 /// - Each step runs under its own timeout; on expiry the action's future is dropped.
 /// - When a step fails or times out, the steps that ran are rolled back in reverse order:
-///   the step's `rollback` call if it has one, else the action's own `rollback`.
+///   the step's `rollback` call if it has one, else the action's own `rollback`. A step that
+///   timed out is rolled back too (it was cancelled mid-way); one that returned an error is
+///   not (an action that fails must leave nothing behind).
 /// - When every step succeeds, the executor re-observes (every `verify_poll`, up to
 ///   `verify_timeout`) until the anomaly (same kind and subject) is gone. If it persists, the
 ///   plan counts as failed and its steps are rolled back too.
@@ -99,27 +101,26 @@ async fn verify(anomaly: &Anomaly, ctx: &ExecContext<'_>) -> Verification {
     let mut observations = 0u32;
     loop {
         observations += 1;
-        match ctx.reobserve.reobserve().await {
-            Ok(found) => {
-                if !found.iter().any(|a| a.key() == key) {
-                    return Verification::Cleared {
-                        after_ms: ms(started),
-                        observations,
-                    };
-                }
-            }
-            Err(e) => {
-                return Verification::Error {
-                    error: e.to_string(),
+        // A failed re-observation is not evidence either way: keep polling, and report the
+        // error only if verification runs out of time on it.
+        let last_error = match ctx.reobserve.reobserve().await {
+            Ok(found) if !found.iter().any(|a| a.key() == key) => {
+                return Verification::Cleared {
+                    after_ms: ms(started),
+                    observations,
                 };
             }
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        let poll = ctx.policy.intervals.verify_poll;
+        if started.elapsed().saturating_add(poll) > ctx.policy.intervals.verify_timeout {
+            return match last_error {
+                Some(error) => Verification::Error { error },
+                None => Verification::Persisted { observations },
+            };
         }
-        if started.elapsed() + ctx.policy.intervals.verify_poll
-            > ctx.policy.intervals.verify_timeout
-        {
-            return Verification::Persisted { observations };
-        }
-        tokio::time::sleep(ctx.policy.intervals.verify_poll).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -159,8 +160,14 @@ impl Executor for DefaultExecutor {
             .await;
             (ctx.progress)(ExecProgress::StepFinished(r.clone()));
             let ok = r.outcome.is_ok();
+            // A step cancelled by its timeout may have done part of its work: undo it too.
+            // A step that returned an error must itself have left nothing to undo.
+            let timed_out = matches!(r.outcome, StepOutcome::TimedOut { .. });
             steps.push(r);
             if !ok {
+                if timed_out {
+                    done.push(i);
+                }
                 failed = true;
                 break;
             }

@@ -4,7 +4,9 @@
 //! standardised residuals with clipping (so a single spike moves nothing much), adapts the
 //! baseline slowly while no change is pending, and raises an anomaly when the upper CUSUM
 //! crosses the threshold: a sustained upward shift of a resource metric. After an alarm the
-//! metric re-learns its baseline, so a new level is reported once, not every cycle.
+//! metric re-learns its baseline; while it does, the shift is reported as long as the value
+//! stays beyond the old baseline (so a repair can be verified: once the value is back, the
+//! anomaly is gone), and once the new baseline is learned the new level is normal.
 //! O(1) time per point after warm-up; memory per metric is bounded by the warm-up window.
 
 use std::collections::HashMap;
@@ -15,7 +17,7 @@ use crate::{
     Subject, names,
 };
 
-/// Most metrics tracked at once; metrics beyond it are ignored until others disappear.
+/// Most metrics tracked at once; at the bound, the metric unseen for longest is forgotten.
 pub const MAX_TRACKED_METRICS: usize = 4096;
 
 /// Mean absolute value of a standard normal, E|Z| = sqrt(2/π).
@@ -36,6 +38,12 @@ pub enum Step {
         baseline: f64,
         /// CUSUM statistic at the alarm.
         statistic: f64,
+    },
+    /// Re-learning after an alarm, and the value is still beyond the old baseline
+    /// (more than `clip` standard deviations away, on the alarm's side).
+    Elevated {
+        /// Baseline before the shift.
+        baseline: f64,
     },
     /// A sustained downward shift was detected.
     ShiftDown {
@@ -65,6 +73,8 @@ pub struct RobustCusum {
     up: f64,
     down: f64,
     ready: bool,
+    /// After an alarm: (old baseline, old sigma, upward?) until the new baseline is learned.
+    alarm: Option<(f64, f64, bool)>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -90,8 +100,16 @@ impl RobustCusum {
         if !self.ready {
             self.warm.push(x);
             if self.warm.len() < cfg.warmup.max(3) as usize {
+                if let Some((baseline, sigma, upward)) = self.alarm {
+                    let z = (x - baseline) / sigma;
+                    if (upward && z > cfg.clip) || (!upward && z < -cfg.clip) {
+                        return Step::Elevated { baseline };
+                    }
+                    self.alarm = None; // back within the old range: the change is over
+                }
                 return Step::Warming;
             }
+            self.alarm = None;
             let mut w = std::mem::take(&mut self.warm);
             let med = median(&mut w);
             let mut dev: Vec<f64> = w.iter().map(|v| (v - med).abs()).collect();
@@ -111,6 +129,7 @@ impl RobustCusum {
                 baseline: self.mu,
                 statistic: self.up,
             };
+            self.alarm = Some((self.mu, self.sigma, true));
             self.relearn();
             return step;
         }
@@ -119,6 +138,7 @@ impl RobustCusum {
                 baseline: self.mu,
                 statistic: self.down,
             };
+            self.alarm = Some((self.mu, self.sigma, false));
             self.relearn();
             return step;
         }
@@ -171,11 +191,18 @@ fn kind_of(metric: &str) -> Option<(AnomalyKind, Subject)> {
     }
 }
 
+#[derive(Debug, Default)]
+struct Series {
+    /// Each metric's CUSUM and the observation it was last seen in.
+    by_metric: HashMap<String, (RobustCusum, u64)>,
+    observations: u64,
+}
+
 /// Raises LOW/MEDIUM anomalies on sustained upward shifts of resource metrics (CPU, memory,
 /// disk, mesh RTT and loss, per-service memory and CPU), one robust CUSUM per metric.
 #[derive(Debug, Default)]
 pub struct StatisticalDetector {
-    series: Mutex<HashMap<String, RobustCusum>>,
+    series: Mutex<Series>,
 }
 
 impl StatisticalDetector {
@@ -198,35 +225,62 @@ impl Detector for StatisticalDetector {
         let Ok(mut series) = self.series.lock() else {
             return Vec::new();
         };
+        series.observations += 1;
         let mut out = Vec::new();
         for (metric, &x) in &obs.metrics {
             let Some((kind, subject)) = kind_of(metric) else {
                 continue;
             };
-            if !series.contains_key(metric) && series.len() >= MAX_TRACKED_METRICS {
-                continue;
-            }
-            let cusum = series.entry(metric.clone()).or_default();
-            if let Step::ShiftUp {
-                baseline,
-                statistic,
-            } = cusum.push(x, cfg)
+            if !series.by_metric.contains_key(metric)
+                && series.by_metric.len() >= MAX_TRACKED_METRICS
             {
-                let severity = if statistic > 2.0 * cfg.threshold {
-                    Severity::Medium
-                } else {
-                    Severity::Low
-                };
-                let confidence = 1.0 - (-(statistic / cfg.threshold - 1.0).max(0.0) - 0.5).exp();
-                out.push(
-                    Anomaly::new(kind, severity, confidence, subject, "statistical").with_evidence(Evidence {
+                // Full: forget the metric unseen for longest (a service that went away).
+                let stalest = series
+                    .by_metric
+                    .iter()
+                    .min_by_key(|(_, (_, seen))| *seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    series.by_metric.remove(&k);
+                }
+            }
+            let now = series.observations;
+            let (cusum, seen) = series.by_metric.entry(metric.clone()).or_default();
+            *seen = now;
+            let (severity, confidence, note, baseline) = match cusum.push(x, cfg) {
+                Step::ShiftUp {
+                    baseline,
+                    statistic,
+                } => (
+                    if statistic > 2.0 * cfg.threshold {
+                        Severity::Medium
+                    } else {
+                        Severity::Low
+                    },
+                    1.0 - (-(statistic / cfg.threshold - 1.0).max(0.0) - 0.5).exp(),
+                    format!(
+                        "{metric} shifted up from baseline {baseline:.2} to {x:.2} (CUSUM {statistic:.1})"
+                    ),
+                    baseline,
+                ),
+                Step::Elevated { baseline } if x > baseline => (
+                    Severity::Low,
+                    0.6,
+                    format!("{metric} still above its earlier baseline {baseline:.2}: {x:.2}"),
+                    baseline,
+                ),
+                _ => continue,
+            };
+            out.push(
+                Anomaly::new(kind, severity, confidence, subject, "statistical").with_evidence(
+                    Evidence {
                         signal: metric.clone(),
                         value: Some(x),
                         reference: Some(baseline),
-                        note: format!("{metric} shifted up from baseline {baseline:.2} to {x:.2} (CUSUM {statistic:.1})"),
-                    }),
-                );
-            }
+                        note,
+                    },
+                ),
+            );
         }
         out
     }
@@ -284,22 +338,34 @@ mod tests {
     }
 
     #[test]
-    fn detector_reports_memory_shift_once_per_change() {
-        let d = StatisticalDetector::new();
+    fn a_shift_is_reported_until_it_reverts_or_becomes_the_new_normal() {
         let p = Policy::default();
-        let mut obs = Observation::new(crate::NodeId::new("n").unwrap());
+        let warmup = p.statistical.warmup as usize;
         let mut g = Gauss(7);
-        let mut alarms = 0;
-        for t in 0..200 {
-            let level = if t < 100 { 40.0 } else { 70.0 };
-            obs.set(names::MEMORY_PERCENT, level + g.normal());
-            let found = d.detect(&obs, &p);
-            for a in &found {
-                assert_eq!(a.kind, AnomalyKind::MemoryPressure);
-                assert!(t >= 100);
+        let mut run = |levels: &dyn Fn(usize) -> f64| {
+            let d = StatisticalDetector::new();
+            let mut obs = Observation::new(crate::NodeId::new("n").unwrap());
+            let mut reported = Vec::new();
+            for t in 0..300 {
+                obs.set(names::MEMORY_PERCENT, levels(t) + g.normal());
+                for a in d.detect(&obs, &p) {
+                    assert_eq!(a.kind, AnomalyKind::MemoryPressure);
+                    reported.push(t);
+                }
             }
-            alarms += found.len();
-        }
-        assert_eq!(alarms, 1);
+            reported
+        };
+        // A lasting shift: reported from detection while the baseline is re-learned, then normal.
+        let lasting = run(&|t| if t < 100 { 40.0 } else { 70.0 });
+        let first = lasting[0];
+        assert!((100..105).contains(&first), "{lasting:?}");
+        assert_eq!(lasting, (first..first + warmup).collect::<Vec<_>>());
+        // A shift repaired 5 points after detection: reporting stops when the value is back.
+        let repaired = run(&|t| if (100..108).contains(&t) { 70.0 } else { 40.0 });
+        assert!(
+            repaired.iter().all(|t| (100..108).contains(t)),
+            "{repaired:?}"
+        );
+        assert!(!repaired.is_empty());
     }
 }

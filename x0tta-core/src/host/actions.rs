@@ -83,14 +83,29 @@ impl Default for RunCommand {
     }
 }
 
+/// Keeps the first [`MAX_COMMAND_OUTPUT`] bytes and drains the rest, so a chatty command is
+/// neither killed by SIGPIPE nor allowed to fill memory.
 async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
-    let Some(r) = r else { return String::new() };
+    let Some(mut r) = r else { return String::new() };
     let mut buf = Vec::new();
-    let _ = r
+    let _ = (&mut r)
         .take(MAX_COMMAND_OUTPUT as u64)
         .read_to_end(&mut buf)
         .await;
+    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
     String::from_utf8_lossy(&buf).trim().to_string()
+}
+
+/// Kills a command's whole process group unless disarmed: a step cancelled by its timeout
+/// takes `sh -c "a && b"` and everything it started down with it.
+struct GroupGuard(Option<rustix::process::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 #[async_trait]
@@ -116,8 +131,14 @@ impl Action for RunCommand {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true) // the step timeout drops this future: the process dies with it
+            .process_group(0) // ... and so does every process it started (GroupGuard)
             .spawn()
             .map_err(|e| ActionError::Failed(format!("cannot run {prog}: {e}")))?;
+        let mut guard = GroupGuard(
+            child
+                .id()
+                .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?)),
+        );
         let (out, err) = tokio::join!(
             read_bounded(child.stdout.take()),
             read_bounded(child.stderr.take())
@@ -126,6 +147,7 @@ impl Action for RunCommand {
             .wait()
             .await
             .map_err(|e| ActionError::Failed(format!("waiting for {prog}: {e}")))?;
+        guard.0 = None; // finished on its own: whatever it left running is its business
         if status.success() {
             Ok(if out.is_empty() {
                 format!("{prog} exited 0")

@@ -32,13 +32,12 @@ pub enum CgroupError {
     )]
     NoMemoryController(PathBuf),
     /// Reading or writing the control file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The control file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The control file held something unexpected.
     #[error("{path}: unexpected content `{content}`")]
@@ -68,9 +67,9 @@ fn control_file(cgroup: &Path) -> Result<(PathBuf, bool), CgroupError> {
 /// The memory limit of `cgroup`.
 pub fn read_memory_limit(cgroup: &Path) -> Result<MemoryLimit, CgroupError> {
     let (path, _) = control_file(cgroup)?;
-    let content = std::fs::read_to_string(&path).map_err(|source| CgroupError::Io {
+    let content = std::fs::read_to_string(&path).map_err(|error| CgroupError::Io {
         path: path.clone(),
-        source,
+        error,
     })?;
     let t = content.trim();
     if t == "max" {
@@ -89,5 +88,5 @@ pub fn read_memory_limit(cgroup: &Path) -> Result<MemoryLimit, CgroupError> {
 /// Sets the memory limit of `cgroup`.
 pub fn write_memory_limit(cgroup: &Path, limit: MemoryLimit) -> Result<(), CgroupError> {
     let (path, v1) = control_file(cgroup)?;
-    std::fs::write(&path, limit.encode(v1)).map_err(|source| CgroupError::Io { path, source })
+    std::fs::write(&path, limit.encode(v1)).map_err(|error| CgroupError::Io { path, error })
 }

@@ -156,11 +156,11 @@ impl Sensor for ServiceSensor {
     async fn read(&self, policy: &Policy) -> Result<Reading, SensorError> {
         let mut r = Reading::default();
         let timeout = policy.intervals.probe_timeout;
+        let mut network_probes = Vec::new();
         for name in self.supervisor.names() {
             let Ok(spec) = self.supervisor.spec(&name) else {
                 continue;
             };
-            let probes = spec.effective_probes();
             let started = Instant::now();
             let alive = self.supervisor.check(&name).await;
             if let Ok(pid) = &alive {
@@ -187,14 +187,24 @@ impl Sensor for ServiceSensor {
                     }
                 }
             }
-            for p in &probes {
-                let result = match p {
-                    ProbeSpec::Process => process_result(&name, alive.clone(), started),
-                    other => run_probe(&name, other, timeout).await,
-                };
-                r.probes.push(result);
+            for p in spec.effective_probes() {
+                match p {
+                    ProbeSpec::Process => {
+                        r.probes.push(process_result(&name, alive.clone(), started))
+                    }
+                    other => network_probes.push((name.clone(), other)),
+                }
             }
         }
+        // Network probes run concurrently: the whole sensor takes one probe timeout, not one
+        // per probe, however many services hang.
+        let results = futures::future::join_all(
+            network_probes
+                .iter()
+                .map(|(name, spec)| run_probe(name, spec, timeout)),
+        )
+        .await;
+        r.probes.extend(results);
         Ok(r)
     }
 }

@@ -86,35 +86,32 @@ pub enum SupervisorError {
     #[error("two services are named `{0}`")]
     Duplicate(String),
     /// The process could not be started.
-    #[error("starting `{service}` ({command}) failed: {source}")]
+    #[error("starting `{service}` ({command}) failed: {error}")]
     Spawn {
         /// The service.
         service: String,
         /// Its command.
         command: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Placing it in its cgroup failed.
-    #[error("placing `{service}` in cgroup {path}: {source}")]
+    #[error("placing `{service}` in cgroup {path}: {error}")]
     Cgroup {
         /// The service.
         service: String,
         /// The cgroup.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Stopping it failed.
-    #[error("stopping `{service}`: {source}")]
+    #[error("stopping `{service}`: {error}")]
     Stop {
         /// The service.
         service: String,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -293,9 +290,9 @@ async fn stop_child(name: &str, slot: &mut Option<Child>) -> Result<bool, Superv
     if let Ok(Some(_)) = child.try_wait() {
         return Ok(false);
     }
-    child.kill().await.map_err(|source| SupervisorError::Stop {
+    child.kill().await.map_err(|error| SupervisorError::Stop {
         service: name.to_string(),
-        source,
+        error,
     })?;
     Ok(true)
 }
@@ -304,18 +301,45 @@ async fn spawn_into(spec: &ServiceSpec, slot: &mut Option<Child>) -> Result<u32,
     if let Some(pid) = alive(slot) {
         return Ok(pid);
     }
-    let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
-        .envs(&spec.env)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = match &spec.cgroup {
+        None => {
+            let mut c = Command::new(&spec.command);
+            c.args(&spec.args);
+            c
+        }
+        Some(cg) => {
+            // Join the cgroup *before* exec, so nothing the service forks escapes its limits:
+            // a shell writes its own pid into cgroup.procs, then becomes the service.
+            let placed = std::fs::create_dir_all(cg).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(cg.join("cgroup.procs"))
+                    .map(drop)
+            });
+            if let Err(error) = placed {
+                return Err(SupervisorError::Cgroup {
+                    service: spec.name.clone(),
+                    path: cg.clone(),
+                    error,
+                });
+            }
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+                .arg(cg)
+                .arg(&spec.command)
+                .args(&spec.args);
+            c
+        }
+    };
+    cmd.envs(&spec.env).stdin(Stdio::null()).kill_on_drop(true);
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
-    let spawn_err = |source| SupervisorError::Spawn {
+    let spawn_err = |error| SupervisorError::Spawn {
         service: spec.name.clone(),
         command: spec.command.clone(),
-        source,
+        error,
     };
     match &spec.log {
         Some(path) => {
@@ -331,20 +355,8 @@ async fn spawn_into(spec: &ServiceSpec, slot: &mut Option<Child>) -> Result<u32,
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
-    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let child = cmd.spawn().map_err(spawn_err)?;
     let pid = child.id().unwrap_or(0);
-    if let Some(cg) = &spec.cgroup {
-        let placed = std::fs::create_dir_all(cg)
-            .and_then(|()| std::fs::write(cg.join("cgroup.procs"), pid.to_string()));
-        if let Err(source) = placed {
-            let _ = child.start_kill();
-            return Err(SupervisorError::Cgroup {
-                service: spec.name.clone(),
-                path: cg.clone(),
-                source,
-            });
-        }
-    }
     *slot = Some(child);
     Ok(pid)
 }
