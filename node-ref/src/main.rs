@@ -5,6 +5,7 @@ mod assemble;
 mod demo;
 mod demo_service;
 mod init;
+mod keys;
 mod run;
 
 use std::path::PathBuf;
@@ -57,12 +58,57 @@ enum Command {
         #[arg(value_enum, default_value_t = demo::Scenario::Heal)]
         scenario: demo::Scenario,
     },
+    /// ML-DSA-65 keys and detached signatures (offline signing of policies and proposals).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The small HTTP service the demo supervises (internal).
     #[command(hide = true)]
     DemoService {
         /// Port on 127.0.0.1.
         #[arg(long)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a key pair: DIR/mldsa65.pk (raw FIPS 204) and DIR/mldsa65.sk (0600).
+    Gen {
+        /// Directory to write (created 0700 if missing; existing keys are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a file (detached signature, raw 3309 bytes).
+    Sign {
+        /// Key directory, or its mldsa65.sk file.
+        #[arg(long)]
+        key: PathBuf,
+        /// File to sign.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Signature file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// FIPS 204 context string (default empty, as other FIPS 204 tools use).
+        #[arg(long, default_value = "")]
+        context: String,
+    },
+    /// Verify a detached signature; exits 1 if it is invalid.
+    Verify {
+        /// Public key file (raw 1952 bytes).
+        #[arg(long = "pub")]
+        public: PathBuf,
+        /// Signed file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Signature file.
+        #[arg(long)]
+        sig: PathBuf,
+        /// FIPS 204 context string used when signing.
+        #[arg(long, default_value = "")]
+        context: String,
     },
 }
 
@@ -105,6 +151,21 @@ fn real_main() -> anyhow::Result<()> {
             Command::Status { config } => run::status(&config),
             Command::Demo { scenario } => demo::demo(scenario).await,
             Command::DemoService { port } => demo_service::serve(port).await,
+            Command::Keys { command } => match command {
+                KeysCommand::Gen { out } => keys::generate(&out),
+                KeysCommand::Sign {
+                    key,
+                    input,
+                    out,
+                    context,
+                } => keys::sign(&key, &input, &out, &context),
+                KeysCommand::Verify {
+                    public,
+                    input,
+                    sig,
+                    context,
+                } => keys::verify(&public, &input, &sig, &context),
+            },
         }
     })
 }

@@ -39,11 +39,20 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     info!(node = %handle.id(), config = %config.display(), "running; Ctrl-C or SIGTERM stops");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let path = status_path(&cfg);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
+            // SIGHUP: re-read the policy (`node_config.mapk`) and put it in force next cycle.
+            _ = hup.recv() => match x0tta_core::config::load_policy(config) {
+                Ok(p) => match handle.policy().replace_rules(p) {
+                    Ok(outcome) => info!(?outcome, "policy reloaded on SIGHUP"),
+                    Err(e) => warn!(%e, "policy on SIGHUP refused"),
+                },
+                Err(e) => warn!(%e, "policy on SIGHUP not reloaded"),
+            },
             // The loop ended on its own: an error or a panic. Say so and exit non-zero.
             res = &mut task => {
                 a.supervisor.stop_all().await;

@@ -155,3 +155,144 @@ fn a_malformed_config_is_refused_with_file_line_and_field() {
         "{msg}"
     );
 }
+
+#[test]
+fn keys_sign_and_verify_detached_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    assert!(x0tta(&["keys", "gen", "--out", &d("k")]).status.success());
+    assert_eq!(
+        std::fs::metadata(d("k/mldsa65.sk"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(std::fs::metadata(d("k/mldsa65.pk")).unwrap().len(), 1952);
+    let again = x0tta(&["keys", "gen", "--out", &d("k")]);
+    assert!(!again.status.success(), "keys are never overwritten");
+
+    std::fs::write(d("policy.yaml"), "thresholds:\n  cpu_percent: 80\n").unwrap();
+    let s = x0tta(&[
+        "keys",
+        "sign",
+        "--key",
+        &d("k"),
+        "--in",
+        &d("policy.yaml"),
+        "--out",
+        &d("policy.sig"),
+    ]);
+    assert!(s.status.success(), "{}", text(&s));
+    assert_eq!(std::fs::metadata(d("policy.sig")).unwrap().len(), 3309);
+    let v = x0tta(&[
+        "keys",
+        "verify",
+        "--pub",
+        &d("k/mldsa65.pk"),
+        "--in",
+        &d("policy.yaml"),
+        "--sig",
+        &d("policy.sig"),
+    ]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).starts_with("valid"));
+
+    let wrong_ctx = x0tta(&[
+        "keys",
+        "verify",
+        "--pub",
+        &d("k/mldsa65.pk"),
+        "--in",
+        &d("policy.yaml"),
+        "--sig",
+        &d("policy.sig"),
+        "--context",
+        "x0tta/policy/v1",
+    ]);
+    assert!(!wrong_ctx.status.success());
+    assert!(text(&wrong_ctx).contains("INVALID"), "{}", text(&wrong_ctx));
+
+    std::fs::write(d("policy.yaml"), "thresholds:\n  cpu_percent: 99\n").unwrap();
+    let tampered = x0tta(&[
+        "keys",
+        "verify",
+        "--pub",
+        &d("k/mldsa65.pk"),
+        "--in",
+        &d("policy.yaml"),
+        "--sig",
+        &d("policy.sig"),
+    ]);
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(text(&tampered).contains("INVALID"));
+
+    let not_a_key = x0tta(&[
+        "keys",
+        "verify",
+        "--pub",
+        &d("policy.yaml"),
+        "--in",
+        &d("policy.yaml"),
+        "--sig",
+        &d("policy.sig"),
+    ]);
+    assert!(!not_a_key.status.success());
+    assert!(
+        text(&not_a_key).contains("is not an ML-DSA-65 public key"),
+        "{}",
+        text(&not_a_key)
+    );
+}
+
+#[test]
+fn sighup_reloads_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.yaml");
+    let cfg_s = cfg.to_str().unwrap();
+    assert!(x0tta(&["init", "--config", cfg_s]).status.success());
+    let yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("cycle: 60s", "cycle: 100ms");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = dir.path().join("data/status.json");
+    let policy_version = || -> Option<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&status_file).ok()?).ok()?;
+        v["status"]["policy_version"].as_u64()
+    };
+    let wait_for = |want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while policy_version() != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "policy version never reached {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(1);
+    std::fs::write(&cfg, yaml.replace("cpu_percent: 90", "cpu_percent: 75")).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(2);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}
