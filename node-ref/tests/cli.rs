@@ -19,6 +19,24 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `init` in a fresh directory, a 100 ms cycle, and `run` in the background.
+fn start_node() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.yaml");
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    assert!(x0tta(&["init", "--config", &cfg_s]).status.success());
+    let yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("cycle: 60s", "cycle: 100ms");
+    std::fs::write(&cfg, yaml).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config", &cfg_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (dir, cfg, child)
+}
+
 #[test]
 fn demo_heals_both_faults_and_prints_a_summary() {
     let started = Instant::now();
@@ -110,19 +128,8 @@ fn init_writes_a_usable_node_directory() {
 
 #[test]
 fn run_reports_status_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("node.yaml");
+    let (dir, cfg, mut child) = start_node();
     let cfg_s = cfg.to_str().unwrap();
-    assert!(x0tta(&["init", "--config", cfg_s]).status.success());
-    let yaml = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("cycle: 60s", "cycle: 100ms");
-    std::fs::write(&cfg, yaml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", cfg_s])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let status_file = dir.path().join("data/status.json");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !status_file.exists() {
@@ -248,19 +255,8 @@ fn keys_sign_and_verify_detached_signatures() {
 
 #[test]
 fn sighup_reloads_the_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("node.yaml");
-    let cfg_s = cfg.to_str().unwrap();
-    assert!(x0tta(&["init", "--config", cfg_s]).status.success());
-    let yaml = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("cycle: 60s", "cycle: 100ms");
-    std::fs::write(&cfg, &yaml).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", cfg_s])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (dir, cfg, mut child) = start_node();
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
     let status_file = dir.path().join("data/status.json");
     let policy_version = || -> Option<u64> {
         let v: serde_json::Value =

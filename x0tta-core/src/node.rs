@@ -701,15 +701,7 @@ impl Node {
                     .await;
             } else {
                 info!(template = %p.plan.template, "emergency heal rejected by vote");
-                let anomaly = p.plan.anomaly.clone();
-                self.record(
-                    anomaly,
-                    &p.observation,
-                    Some(p.plan),
-                    None,
-                    Resolution::Rejected,
-                )
-                .await;
+                self.reject(p).await;
             }
         }
     }
@@ -731,16 +723,21 @@ impl Node {
         };
         for p in expired {
             warn!(template = %p.plan.template, "emergency vote expired");
-            let anomaly = p.plan.anomaly.clone();
-            self.record(
-                anomaly,
-                &p.observation,
-                Some(p.plan),
-                None,
-                Resolution::Rejected,
-            )
-            .await;
+            self.reject(p).await;
         }
+    }
+
+    /// Ends an emergency heal that will not run.
+    async fn reject(&self, p: Pending) {
+        let anomaly = p.plan.anomaly.clone();
+        self.record(
+            anomaly,
+            &p.observation,
+            Some(p.plan),
+            None,
+            Resolution::Rejected,
+        )
+        .await;
     }
 
     /// Runs one MAPE-K cycle now and reports what it found and did.
