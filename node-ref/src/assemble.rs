@@ -8,8 +8,9 @@ use x0tta_core::config::{NodeConfig, load_plans_dir, load_policy};
 use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
-use x0tta_core::memory::{MemoryKnowledge, MemoryNetwork};
+use x0tta_core::memory::MemoryNetwork;
 use x0tta_core::{Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
+use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
 use x0tta_pqc::{MlDsa65Keypair, MlDsa65Signer};
 
 /// A node and the supervisor of its services.
@@ -20,8 +21,8 @@ pub(crate) struct Assembled {
 
 /// Builds the reference node described by `cfg` (loaded from `config_path`).
 ///
-/// Transport and memory are the in-process ones from x0tta-core until x0tta-mesh and
-/// x0tta-knowledge land; the caller says so to the operator.
+/// Memory is the durable redb store in `storage.path/knowledge.redb`; the transport is
+/// x0tta-core's in-process one until x0tta-mesh lands (the caller says so to the operator).
 pub(crate) fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
     let n = &cfg.node_config;
     let id = cfg.node_id().context("node_config.identity.name")?;
@@ -29,11 +30,19 @@ pub(crate) fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<A
         .with_context(|| format!("node keys in {}", n.identity.key_dir.display()))?;
     let signer: Arc<dyn Signer> = Arc::new(MlDsa65Signer::new(id.clone(), keys));
 
+    std::fs::create_dir_all(&n.storage.path)
+        .with_context(|| format!("creating {}", n.storage.path.display()))?;
+    let knowledge = RedbKnowledge::open(
+        n.storage.path.join("knowledge.redb"),
+        KnowledgeConfig {
+            retention: n.storage.retention,
+        },
+    )?;
     let supervisor = Supervisor::new(cfg.services.clone())?;
     let network = MemoryNetwork::new();
     let mut b = Node::builder()
         .transport(Arc::new(network.join(id)))
-        .knowledge(Arc::new(MemoryKnowledge::new(n.storage.retention)))
+        .knowledge(Arc::new(knowledge))
         .signer(signer.clone())
         .policy(n.mapk.clone())
         .sensor(Arc::new(HostSensor::new()?))

@@ -1,9 +1,38 @@
 //! # x0tta-knowledge
 //!
-//! **Not implemented yet.** This crate will hold the durable
-//! [`KnowledgeStore`](x0tta_core::KnowledgeStore) of x0tta6bl4 nodes (DESIGN §7): incidents,
-//! plans and policy versions in redb, content-addressed as DAG-CBOR CIDv1 (computed by
-//! [`x0tta_core::ContentId`]), hybrid BM25 + HNSW search, CRDT replication through yrs, and
-//! CAR export/import.
+//! The durable [`KnowledgeStore`](x0tta_core::KnowledgeStore) of x0tta6bl4 nodes (DESIGN §7):
+//! [`RedbKnowledge`] keeps incidents, plan templates and policy versions in a redb file.
 //!
-//! Until it lands, nodes use [`x0tta_core::memory::MemoryKnowledge`], which is not durable.
+//! - **Durable**: `record` returns only after the write transaction is committed with
+//!   immediate durability, so an acknowledged incident survives a crash (`tests/crash.rs` kills
+//!   a writer with SIGKILL mid-stream and checks every acknowledged record).
+//! - **Content-addressed**: bodies are stored by their CIDv1 (DAG-CBOR, sha2-256, computed by
+//!   [`x0tta_core::ContentId`]), so the same incident has the same id on every node and is
+//!   stored once.
+//! - **Retention**: the newest `retention` incidents keep their bodies (seed: 1,000); older ones
+//!   keep only their CID and sequence number (the cold tier, to be fetched from peers).
+//! - **Search**: BM25 over the incidents' text (the `bm25` crate), rebuilt from the file on
+//!   open; filters by anomaly kind.
+//!
+//! Not here yet (issue 5): the hot cache and block fetching from peers, HNSW vector search and
+//! reciprocal-rank fusion, embedders, yrs CRDT replication, CAR export/import.
+//!
+//! # Example
+//! ```
+//! use x0tta_core::KnowledgeStore;
+//! use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
+//! # tokio::runtime::Builder::new_multi_thread().worker_threads(1).build()?.block_on(async {
+//! # let dir = std::env::temp_dir().join(format!("x0tta-knowledge-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let store = RedbKnowledge::open(dir.join("knowledge.redb"), KnowledgeConfig::default())?;
+//! assert!(store.recent(10).await?.is_empty());
+//! # drop(store);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod index;
+mod store;
+
+pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};

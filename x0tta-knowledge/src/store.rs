@@ -1,0 +1,459 @@
+//! The redb-backed store.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use x0tta_core::{
+    ContentId, Incident, KnowledgeError, KnowledgeStore, MergeOutcome, PlanTemplate, Policy,
+    SearchHit, SearchQuery, from_dag_cbor, to_dag_cbor,
+};
+
+use crate::index::Index;
+
+/// Record bodies by CID bytes (DAG-CBOR).
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// Incidents that keep their body, by sequence number → CID bytes (oldest first).
+const INCIDENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("incident_log");
+/// Every incident ever recorded: CID bytes → sequence number.
+const INCIDENT_SEQ: TableDefinition<&[u8], u64> = TableDefinition::new("incident_seq");
+/// Plan templates by name (DAG-CBOR).
+const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("templates");
+/// Policy versions in the order they came into force → CID bytes (body in BLOCKS).
+const POLICY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("policy_log");
+/// Counters.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_INCIDENT: &str = "next_incident_seq";
+const NEXT_POLICY: &str = "next_policy_seq";
+
+/// How a [`RedbKnowledge`] behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnowledgeConfig {
+    /// Incidents that keep their body locally (seed: 1,000); older ones keep only their CID.
+    pub retention: usize,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self { retention: 1000 }
+    }
+}
+
+/// The store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The database file cannot be created or opened (another process may hold it).
+    #[error("cannot open knowledge store {path}: {reason}")]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file opened but its contents cannot be read back.
+    #[error("knowledge store {path} is unreadable: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The configuration is invalid.
+    #[error("invalid knowledge store configuration: {0}")]
+    Config(&'static str),
+}
+
+fn storage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> KnowledgeError {
+    move |e| KnowledgeError::Storage(format!("{what}: {e}"))
+}
+
+/// A durable, content-addressed incident memory in one redb file. See the crate docs.
+///
+/// Cheap to clone; clones share the database and the index. One process opens a file at a
+/// time (redb holds a lock); a second open fails with [`OpenError::Database`].
+#[derive(Clone)]
+pub struct RedbKnowledge {
+    db: Arc<Database>,
+    index: Arc<Mutex<Index>>,
+    config: KnowledgeConfig,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbKnowledge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbKnowledge")
+            .field("path", &self.path)
+            .field("retention", &self.config.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbKnowledge {
+    /// Opens (or creates) the store at `path` and rebuilds its search index.
+    pub fn open(path: impl AsRef<Path>, config: KnowledgeConfig) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        if config.retention == 0 {
+            return Err(OpenError::Config("retention must be at least 1"));
+        }
+        let db = Database::create(&path).map_err(|e| OpenError::Database {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let corrupt = |e: KnowledgeError| OpenError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        // Create every table so readers never meet a missing one.
+        let txn = db.begin_write().map_err(|e| corrupt(storage("begin")(e)))?;
+        {
+            let t = (|| -> Result<(), redb::TableError> {
+                txn.open_table(BLOCKS)?;
+                txn.open_table(INCIDENT_LOG)?;
+                txn.open_table(INCIDENT_SEQ)?;
+                txn.open_table(TEMPLATES)?;
+                txn.open_table(POLICY_LOG)?;
+                txn.open_table(META)?;
+                Ok(())
+            })();
+            t.map_err(|e| corrupt(storage("tables")(e)))?;
+        }
+        txn.commit().map_err(|e| corrupt(storage("commit")(e)))?;
+
+        let store = Self {
+            db: Arc::new(db),
+            index: Arc::new(Mutex::new(Index::new())),
+            config,
+            path: path.clone(),
+        };
+        store.rebuild_index().map_err(corrupt)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Incidents that keep their body.
+    pub fn retention(&self) -> usize {
+        self.config.retention
+    }
+
+    /// Incidents ever recorded (with or without their body).
+    pub fn known_incidents(&self) -> Result<u64, KnowledgeError> {
+        let r = self.db.begin_read().map_err(storage("read"))?;
+        r.open_table(INCIDENT_SEQ)
+            .map_err(storage("table"))?
+            .len()
+            .map_err(storage("len"))
+    }
+
+    /// Whether `id` was recorded here, even if its body has been evicted.
+    pub fn knows(&self, id: &ContentId) -> Result<bool, KnowledgeError> {
+        let r = self.db.begin_read().map_err(storage("read"))?;
+        let t = r.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
+        Ok(t.get(id.to_bytes().as_slice())
+            .map_err(storage("get"))?
+            .is_some())
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rebuild_index(&self) -> Result<(), KnowledgeError> {
+        let r = self.db.begin_read().map_err(storage("read"))?;
+        let log = r.open_table(INCIDENT_LOG).map_err(storage("table"))?;
+        let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+        let mut index = Index::new();
+        for entry in log.iter().map_err(storage("iter"))? {
+            let (seq, cid) = entry.map_err(storage("iter"))?;
+            let cid_bytes = cid.value().to_vec();
+            let Some(body) = blocks.get(cid_bytes.as_slice()).map_err(storage("get"))? else {
+                return Err(KnowledgeError::Storage(format!(
+                    "incident {} has no body",
+                    seq.value()
+                )));
+            };
+            let incident: Incident = from_dag_cbor(body.value())?;
+            let id = ContentId::from_bytes(&cid_bytes)
+                .map_err(|e| KnowledgeError::Invalid(e.to_string()))?;
+            index.insert(seq.value(), id, incident.anomaly.kind, &incident.to_text());
+        }
+        *self.index() = index;
+        Ok(())
+    }
+
+    /// Runs blocking database work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, KnowledgeError> + Send + 'static,
+    ) -> Result<T, KnowledgeError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
+    }
+
+    /// Stores incidents in one durable transaction; returns, per incident, its id and whether
+    /// it was new, plus the sequence numbers evicted by retention.
+    async fn insert_incidents(
+        &self,
+        incidents: Vec<Incident>,
+    ) -> Result<(Vec<(ContentId, Option<u64>, Incident)>, Vec<u64>), KnowledgeError> {
+        let mut encoded = Vec::with_capacity(incidents.len());
+        for inc in incidents {
+            let bytes = to_dag_cbor(&inc)?;
+            encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc));
+        }
+        let retention = self.config.retention as u64;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            let mut out = Vec::with_capacity(encoded.len());
+            let mut evicted = Vec::new();
+            {
+                let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                let mut log = txn.open_table(INCIDENT_LOG).map_err(storage("table"))?;
+                let mut seqs = txn.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
+                let mut meta = txn.open_table(META).map_err(storage("table"))?;
+                let mut next = meta
+                    .get(NEXT_INCIDENT)
+                    .map_err(storage("get"))?
+                    .map_or(0, |v| v.value());
+                for (id, bytes, inc) in encoded {
+                    let key = id.to_bytes();
+                    if seqs.get(key.as_slice()).map_err(storage("get"))?.is_some() {
+                        out.push((id, None, inc)); // already known: idempotent
+                        continue;
+                    }
+                    blocks
+                        .insert(key.as_slice(), bytes.as_slice())
+                        .map_err(storage("insert"))?;
+                    log.insert(next, key.as_slice())
+                        .map_err(storage("insert"))?;
+                    seqs.insert(key.as_slice(), next)
+                        .map_err(storage("insert"))?;
+                    out.push((id, Some(next), inc));
+                    next += 1;
+                }
+                meta.insert(NEXT_INCIDENT, next)
+                    .map_err(storage("insert"))?;
+                // Retention: the oldest bodies go; their CIDs stay in INCIDENT_SEQ.
+                while log.len().map_err(storage("len"))? > retention {
+                    let Some((seq, cid)) = log.pop_first().map_err(storage("pop"))? else {
+                        break;
+                    };
+                    let (seq, cid) = (seq.value(), cid.value().to_vec());
+                    blocks.remove(cid.as_slice()).map_err(storage("remove"))?;
+                    evicted.push(seq);
+                }
+            }
+            txn.commit().map_err(storage("commit"))?;
+            Ok((out, evicted))
+        })
+        .await
+    }
+
+    fn load(db: &Database, ids: &[ContentId]) -> Result<Vec<Option<Incident>>, KnowledgeError> {
+        let r = db.begin_read().map_err(storage("read"))?;
+        let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+        ids.iter()
+            .map(|id| {
+                match blocks
+                    .get(id.to_bytes().as_slice())
+                    .map_err(storage("get"))?
+                {
+                    Some(body) => Ok(Some(from_dag_cbor(body.value())?)),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl KnowledgeStore for RedbKnowledge {
+    async fn record(&self, incident: &Incident) -> Result<ContentId, KnowledgeError> {
+        let (stored, evicted) = self.insert_incidents(vec![incident.clone()]).await?;
+        let mut index = self.index();
+        for (id, seq, inc) in &stored {
+            if let Some(seq) = seq {
+                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text());
+            }
+        }
+        for seq in evicted {
+            index.remove(seq);
+        }
+        stored
+            .first()
+            .map(|(id, _, _)| *id)
+            .ok_or_else(|| KnowledgeError::Storage("nothing stored".into()))
+    }
+
+    async fn get(&self, id: &ContentId) -> Result<Option<Incident>, KnowledgeError> {
+        let id = *id;
+        self.blocking(move |db| Ok(Self::load(db, &[id])?.pop().flatten()))
+            .await
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<(ContentId, Incident)>, KnowledgeError> {
+        self.blocking(move |db| {
+            let r = db.begin_read().map_err(storage("read"))?;
+            let log = r.open_table(INCIDENT_LOG).map_err(storage("table"))?;
+            let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+            let mut out = Vec::new();
+            for entry in log.iter().map_err(storage("iter"))?.rev().take(limit) {
+                let (_, cid) = entry.map_err(storage("iter"))?;
+                let cid = cid.value().to_vec();
+                if let Some(body) = blocks.get(cid.as_slice()).map_err(storage("get"))? {
+                    let id = ContentId::from_bytes(&cid)
+                        .map_err(|e| KnowledgeError::Invalid(e.to_string()))?;
+                    out.push((id, from_dag_cbor(body.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, KnowledgeError> {
+        let ranked = self.index().search(&query.text, query.kind, query.limit);
+        let ids: Vec<ContentId> = ranked.iter().map(|(id, _)| *id).collect();
+        let bodies = self.blocking(move |db| Self::load(db, &ids)).await?;
+        Ok(ranked
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|((id, score), body)| {
+                body.map(|incident| SearchHit {
+                    id,
+                    score,
+                    incident,
+                })
+            })
+            .collect())
+    }
+
+    async fn templates(&self) -> Result<Vec<PlanTemplate>, KnowledgeError> {
+        self.blocking(|db| {
+            let r = db.begin_read().map_err(storage("read"))?;
+            let t = r.open_table(TEMPLATES).map_err(storage("table"))?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(storage("iter"))? {
+                let (_, v) = entry.map_err(storage("iter"))?;
+                out.push(from_dag_cbor(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_template(&self, template: PlanTemplate) -> Result<(), KnowledgeError> {
+        if template.name.trim().is_empty() {
+            return Err(KnowledgeError::Invalid("template name is empty".into()));
+        }
+        let bytes = to_dag_cbor(&template)?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            txn.open_table(TEMPLATES)
+                .map_err(storage("table"))?
+                .insert(template.name.as_str(), bytes.as_slice())
+                .map_err(storage("insert"))?;
+            txn.commit().map_err(storage("commit"))
+        })
+        .await
+    }
+
+    async fn record_policy(&self, policy: &Policy) -> Result<ContentId, KnowledgeError> {
+        let bytes = to_dag_cbor(policy)?;
+        let id = ContentId::of_dag_cbor(&bytes);
+        self.blocking(move |db| {
+            let key = id.to_bytes();
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            {
+                let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                if blocks
+                    .get(key.as_slice())
+                    .map_err(storage("get"))?
+                    .is_some()
+                {
+                    return Ok(id); // this exact policy is already in the history
+                }
+                blocks
+                    .insert(key.as_slice(), bytes.as_slice())
+                    .map_err(storage("insert"))?;
+                let mut meta = txn.open_table(META).map_err(storage("table"))?;
+                let next = meta
+                    .get(NEXT_POLICY)
+                    .map_err(storage("get"))?
+                    .map_or(0, |v| v.value());
+                txn.open_table(POLICY_LOG)
+                    .map_err(storage("table"))?
+                    .insert(next, key.as_slice())
+                    .map_err(storage("insert"))?;
+                meta.insert(NEXT_POLICY, next + 1)
+                    .map_err(storage("insert"))?;
+            }
+            txn.commit().map_err(storage("commit"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn policy_history(&self) -> Result<Vec<Policy>, KnowledgeError> {
+        self.blocking(|db| {
+            let r = db.begin_read().map_err(storage("read"))?;
+            let log = r.open_table(POLICY_LOG).map_err(storage("table"))?;
+            let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+            let mut out = Vec::new();
+            for entry in log.iter().map_err(storage("iter"))? {
+                let (_, cid) = entry.map_err(storage("iter"))?;
+                let cid = cid.value().to_vec();
+                let body = blocks
+                    .get(cid.as_slice())
+                    .map_err(storage("get"))?
+                    .ok_or_else(|| KnowledgeError::Storage("policy body missing".into()))?;
+                out.push(from_dag_cbor(body.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The incidents that keep their body, as one DAG-CBOR list (the yrs CRDT state replaces
+    /// this in a later version).
+    async fn export_state(&self) -> Result<Vec<u8>, KnowledgeError> {
+        let all: Vec<Incident> = self
+            .recent(usize::MAX)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|(_, i)| i)
+            .collect();
+        Ok(to_dag_cbor(&all)?)
+    }
+
+    async fn merge_state(&self, state: &[u8]) -> Result<MergeOutcome, KnowledgeError> {
+        let incoming: Vec<Incident> = from_dag_cbor(state)
+            .map_err(|e| KnowledgeError::Invalid(format!("replication state: {e}")))?;
+        let (stored, evicted) = self.insert_incidents(incoming).await?;
+        let mut index = self.index();
+        let mut added = 0;
+        for (id, seq, inc) in &stored {
+            if let Some(seq) = seq {
+                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text());
+                added += 1;
+            }
+        }
+        for seq in evicted {
+            index.remove(seq);
+        }
+        Ok(if added == 0 {
+            MergeOutcome::NoChange
+        } else {
+            MergeOutcome::Merged { added }
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! The redb store: durability across reopen, idempotence, retention, search, templates,
+//! policies, and convergence of two stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use x0tta_core::*;
+use x0tta_knowledge::{KnowledgeConfig, OpenError, RedbKnowledge};
+
+fn incident(i: u64, kind: AnomalyKind, service: &str, note: &str) -> Incident {
+    Incident {
+        node: NodeId::new("n1").unwrap(),
+        detected_at: Timestamp::from_millis(1_700_000_000_000 + i),
+        observation: ContentId::of_dag_cbor(&i.to_be_bytes()),
+        anomaly: Anomaly::new(
+            kind,
+            Severity::High,
+            0.9,
+            Subject::Service(service.into()),
+            "threshold",
+        )
+        .with_evidence(Evidence {
+            signal: "probe".into(),
+            value: None,
+            reference: None,
+            note: note.into(),
+        }),
+        root_cause: Some(note.into()),
+        plan: None,
+        report: None,
+        resolution: Resolution::NoPlan,
+    }
+}
+
+fn open(dir: &std::path::Path, retention: usize) -> RedbKnowledge {
+    RedbKnowledge::open(dir.join("k.redb"), KnowledgeConfig { retention }).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_reopen_and_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = incident(
+        1,
+        AnomalyKind::ServiceDown,
+        "web",
+        "connection refused on port 8080",
+    );
+    let id = {
+        let store = open(dir.path(), 100);
+        let id = store.record(&a).await.unwrap();
+        assert_eq!(
+            store.record(&a).await.unwrap(),
+            id,
+            "same incident, same id"
+        );
+        assert_eq!(store.known_incidents().unwrap(), 1, "stored once");
+        id
+    };
+    let store = open(dir.path(), 100);
+    assert_eq!(store.get(&id).await.unwrap().unwrap(), a);
+    assert_eq!(id, a.content_id().unwrap());
+    let hits = store
+        .search(&SearchQuery::text("connection refused"))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1, "the index is rebuilt on open");
+    assert_eq!(hits[0].id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_cannot_open_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path(), 10);
+    let second = RedbKnowledge::open(dir.path().join("k.redb"), KnowledgeConfig::default());
+    assert!(matches!(second, Err(OpenError::Database { .. })));
+    assert!(matches!(
+        RedbKnowledge::open(
+            dir.path().join("other.redb"),
+            KnowledgeConfig { retention: 0 }
+        ),
+        Err(OpenError::Config(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_bodies_and_every_cid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 5);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            store
+                .record(&incident(
+                    i,
+                    AnomalyKind::DiskPressure,
+                    "db",
+                    &format!("disk {i} full"),
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    let recent = store.recent(100).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ids[3..].iter().rev().copied().collect::<Vec<_>>()
+    );
+    for old in &ids[..3] {
+        assert!(store.get(old).await.unwrap().is_none(), "body evicted");
+        assert!(store.knows(old).unwrap(), "CID kept");
+    }
+    assert_eq!(store.known_incidents().unwrap(), 8);
+    let hits = store.search(&SearchQuery::text("disk full")).await.unwrap();
+    assert_eq!(hits.len(), 5, "evicted incidents leave the index");
+    drop(store);
+    let reopened = open(dir.path(), 5);
+    assert_eq!(reopened.recent(100).await.unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_ranks_by_text_and_filters_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    store
+        .record(&incident(
+            1,
+            AnomalyKind::MemoryPressure,
+            "cache",
+            "heap grew past the limit",
+        ))
+        .await
+        .unwrap();
+    store
+        .record(&incident(
+            2,
+            AnomalyKind::ServiceDown,
+            "web",
+            "process exited with signal 9",
+        ))
+        .await
+        .unwrap();
+    store
+        .record(&incident(
+            3,
+            AnomalyKind::ServiceDown,
+            "api",
+            "connection refused",
+        ))
+        .await
+        .unwrap();
+    let hits = store
+        .search(&SearchQuery::text("process exited signal"))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].incident.anomaly.subject,
+        Subject::Service("web".into())
+    );
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let mut q = SearchQuery::text("service");
+    q.kind = Some(AnomalyKind::MemoryPressure);
+    let hits = store.search(&q).await.unwrap();
+    assert!(
+        hits.iter()
+            .all(|h| h.incident.anomaly.kind == AnomalyKind::MemoryPressure)
+    );
+    assert!(
+        store
+            .search(&SearchQuery::text("zebra"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_policies_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 10);
+        store
+            .put_template(PlanTemplate {
+                name: "restart".into(),
+                description: String::new(),
+                trigger: Trigger {
+                    kinds: vec![AnomalyKind::ServiceDown],
+                    min_severity: Severity::Medium,
+                    subject: None,
+                    services: vec![],
+                },
+                steps: vec![StepSpec::new("restart_service").timeout(Duration::from_secs(5))],
+            })
+            .await
+            .unwrap();
+        let mut p = Policy::default();
+        store.record_policy(&p).await.unwrap();
+        store.record_policy(&p).await.unwrap();
+        p.version = 2;
+        p.thresholds.cpu_percent = 70.0;
+        store.record_policy(&p).await.unwrap();
+    }
+    let store = open(dir.path(), 10);
+    assert_eq!(store.templates().await.unwrap()[0].name, "restart");
+    let history = store.policy_history().await.unwrap();
+    assert_eq!(
+        history.iter().map(|p| p.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_converge_by_exchanging_state() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(da.path(), 100), open(db.path(), 100));
+    for i in 0..3 {
+        a.record(&incident(i, AnomalyKind::CpuOverload, "a", "hot"))
+            .await
+            .unwrap();
+        b.record(&incident(100 + i, AnomalyKind::CpuOverload, "b", "hot"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        b.merge_state(&a.export_state().await.unwrap())
+            .await
+            .unwrap(),
+        MergeOutcome::Merged { added: 3 }
+    );
+    assert_eq!(
+        a.merge_state(&b.export_state().await.unwrap())
+            .await
+            .unwrap(),
+        MergeOutcome::Merged { added: 3 }
+    );
+    assert_eq!(
+        a.merge_state(&b.export_state().await.unwrap())
+            .await
+            .unwrap(),
+        MergeOutcome::NoChange
+    );
+    let ids = |s: &RedbKnowledge| s.known_incidents().unwrap();
+    assert_eq!((ids(&a), ids(&b)), (6, 6));
+    assert!(a.merge_state(b"not cbor").await.is_err());
+}
