@@ -4,6 +4,7 @@
 mod assemble;
 mod demo;
 mod demo_service;
+mod incidents;
 mod init;
 mod keys;
 mod run;
@@ -63,12 +64,61 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The node's incidents (run while the node is stopped).
+    Incidents {
+        /// Configuration file.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// Export the knowledge base as a CARv1 file (pinnable on any IPFS node).
+    ExportCar {
+        /// Configuration file.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// CAR file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import incidents from a CARv1 file; blocks that do not match their CID are refused.
+    ImportCar {
+        /// Configuration file.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// CAR file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
     /// The small HTTP service the demo supervises (internal).
     #[command(hide = true)]
     DemoService {
         /// Port on 127.0.0.1.
         #[arg(long)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// The newest incidents.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One incident, as JSON.
+    Show {
+        /// Its content id (bafy…).
+        id: String,
+    },
+    /// Incidents matching a text (BM25).
+    Search {
+        /// The text.
+        text: String,
+        /// How many hits.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
     },
 }
 
@@ -151,6 +201,15 @@ fn real_main() -> anyhow::Result<()> {
             Command::Status { config } => run::status(&config),
             Command::Demo { scenario } => demo::demo(scenario).await,
             Command::DemoService { port } => demo_service::serve(port).await,
+            Command::Incidents { config, command } => match command {
+                IncidentsCommand::List { limit } => incidents::list(&config, limit).await,
+                IncidentsCommand::Show { id } => incidents::show(&config, &id).await,
+                IncidentsCommand::Search { text, limit } => {
+                    incidents::search(&config, &text, limit).await
+                }
+            },
+            Command::ExportCar { config, out } => incidents::export_car(&config, &out).await,
+            Command::ImportCar { config, input } => incidents::import_car(&config, &input).await,
             Command::Keys { command } => match command {
                 KeysCommand::Gen { out } => keys::generate(&out),
                 KeysCommand::Sign {

@@ -292,3 +292,135 @@ fn sighup_reloads_the_policy() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn incidents_are_kept_listed_searched_and_moved_as_car() {
+    let (dir, cfg, mut child) = start_node();
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    // Any host's disk is fuller than 0.01%: a real DISK_PRESSURE the node records.
+    std::fs::write(&cfg, yaml.replace("disk_percent: 95", "disk_percent: 0.01")).unwrap();
+    // SIGHUP only once the node runs (before that it would end the process).
+    let status_file = dir.path().join("data/status.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status_file.exists() {
+        assert!(Instant::now() < deadline, "node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("data/status.json")).unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        if st["status"]["incidents"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no incident recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let busy = x0tta(&["incidents", "--config", &cfg_s, "list"]);
+    assert!(!busy.status.success());
+    assert!(
+        text(&busy).contains("is the node running?"),
+        "{}",
+        text(&busy)
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+
+    let list = x0tta(&["incidents", "--config", &cfg_s, "list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let first = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(first.contains("DISK_PRESSURE"), "{first}");
+    let id = first.split_whitespace().next().unwrap().to_string();
+    let show = x0tta(&["incidents", "--config", &cfg_s, "show", &id]);
+    assert!(
+        show.status.success() && text(&show).contains("\"kind\": \"DISK_PRESSURE\""),
+        "{}",
+        text(&show)
+    );
+    let found = x0tta(&[
+        "incidents",
+        "--config",
+        &cfg_s,
+        "search",
+        "disk pressure host",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains(&id),
+        "{}",
+        text(&found)
+    );
+    assert!(
+        !x0tta(&["incidents", "--config", &cfg_s, "show", "not-a-cid"])
+            .status
+            .success()
+    );
+
+    let car = dir.path().join("kb.car");
+    let car_s = car.to_str().unwrap();
+    let out = x0tta(&["export-car", "--config", &cfg_s, "--out", car_s]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let other = tempfile::tempdir().unwrap();
+    let other_cfg = other.path().join("node.yaml");
+    let other_s = other_cfg.to_str().unwrap();
+    assert!(
+        x0tta(&["init", "--config", other_s, "--name", "node-2"])
+            .status
+            .success()
+    );
+    let imported = x0tta(&["import-car", "--config", other_s, "--in", car_s]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let shown = x0tta(&["incidents", "--config", other_s, "show", &id]);
+    assert!(
+        shown.status.success(),
+        "the same CID resolves on the other node: {}",
+        text(&shown)
+    );
+
+    let mut bytes = std::fs::read(&car).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&car, bytes).unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let third_cfg = third.path().join("node.yaml");
+    assert!(
+        x0tta(&[
+            "init",
+            "--config",
+            third_cfg.to_str().unwrap(),
+            "--name",
+            "node-3"
+        ])
+        .status
+        .success()
+    );
+    let refused = x0tta(&[
+        "import-car",
+        "--config",
+        third_cfg.to_str().unwrap(),
+        "--in",
+        car_s,
+    ]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("refused"), "{}", text(&refused));
+}

@@ -14,8 +14,11 @@
 //! - **Search**: BM25 over the incidents' text (the `bm25` crate), rebuilt from the file on
 //!   open; filters by anomaly kind.
 //!
+//! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
+//!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
+//!
 //! Not here yet (issue 5): the hot cache and block fetching from peers, HNSW vector search and
-//! reciprocal-rank fusion, embedders, yrs CRDT replication, CAR export/import.
+//! reciprocal-rank fusion, embedders, yrs CRDT replication.
 //!
 //! # Example
 //! ```
@@ -32,7 +35,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod car;
 mod index;
 mod store;
 
+pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
