@@ -10,7 +10,7 @@ use x0tta_core::host::{
 };
 use x0tta_core::memory::MemoryNetwork;
 use x0tta_core::{Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
-use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
+use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge};
 use x0tta_pqc::{MlDsa65Keypair, MlDsa65Signer};
 
 /// A node and the supervisor of its services.
@@ -23,7 +23,7 @@ pub(crate) struct Assembled {
 ///
 /// Memory is the durable redb store in `storage.path/knowledge.redb`; the transport is
 /// x0tta-core's in-process one until x0tta-mesh lands (the caller says so to the operator).
-pub(crate) fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
+pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
     let n = &cfg.node_config;
     let id = cfg.node_id().context("node_config.identity.name")?;
     let keys = MlDsa65Keypair::load_or_generate(&n.identity.key_dir)
@@ -34,16 +34,18 @@ pub(crate) fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<A
         .with_context(|| format!("creating {}", n.storage.path.display()))?;
     let knowledge = RedbKnowledge::open(
         n.storage.path.join("knowledge.redb"),
-        KnowledgeConfig {
-            retention: n.storage.retention,
-        },
-    )?;
+        KnowledgeConfig::with_retention(n.storage.retention),
+    )?
+    // Lexical until a MiniLM model is configured (issue 5): vectors of hashed words/trigrams.
+    .with_embedder(Arc::new(LexicalEmbedder))
+    .await?;
     let supervisor = Supervisor::new(cfg.services.clone())?;
     let network = MemoryNetwork::new();
     let mut b = Node::builder()
         .transport(Arc::new(network.join(id)))
         .knowledge(Arc::new(knowledge))
         .signer(signer.clone())
+        .embedder(Arc::new(LexicalEmbedder))
         .policy(n.mapk.clone())
         .sensor(Arc::new(HostSensor::new()?))
         .sensor(Arc::new(ServiceSensor::new(supervisor.clone())?))

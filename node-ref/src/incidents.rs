@@ -14,9 +14,7 @@ fn open(config: &Path) -> Result<RedbKnowledge> {
     let path = cfg.node_config.storage.path.join("knowledge.redb");
     RedbKnowledge::open(
         &path,
-        KnowledgeConfig {
-            retention: cfg.node_config.storage.retention,
-        },
+        KnowledgeConfig::with_retention(cfg.node_config.storage.retention),
     )
     .with_context(|| {
         "is the node running? stop it first (it holds the knowledge store)".to_string()

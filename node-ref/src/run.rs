@@ -28,7 +28,7 @@ fn status_path(cfg: &NodeConfig) -> std::path::PathBuf {
 pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
-    let a = assemble(&cfg, Some(config))?;
+    let a = assemble(&cfg, Some(config)).await?;
     warn!(
         "mesh transport: in-process only (x0tta-mesh not yet wired); knowledge: in memory, not durable"
     );

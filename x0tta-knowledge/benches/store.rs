@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbKnowledge::open(
         dir.path().join("bench.redb"),
-        KnowledgeConfig { retention: 10_000 },
+        KnowledgeConfig::with_retention(10_000),
     )
     .unwrap();
 
@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let big = RedbKnowledge::open(
         dir.path().join("search.redb"),
-        KnowledgeConfig { retention: 10_000 },
+        KnowledgeConfig::with_retention(10_000),
     )
     .unwrap();
     let all: Vec<Incident> = (0..10_000).map(incident).collect();

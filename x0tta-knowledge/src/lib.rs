@@ -11,14 +11,16 @@
 //!   stored once.
 //! - **Retention**: the newest `retention` incidents keep their bodies (seed: 1,000); older ones
 //!   keep only their CID and sequence number (the cold tier, to be fetched from peers).
-//! - **Search**: BM25 over the incidents' text (the `bm25` crate), rebuilt from the file on
-//!   open; filters by anomaly kind.
+//! - **Search**: BM25 over the incidents' text (the `bm25` crate) and, with an embedder set
+//!   ([`RedbKnowledge::with_embedder`]), cosine similarity over persisted vectors, fused by
+//!   weighted reciprocal rank ([`Fusion`]); filters by anomaly kind. [`LexicalEmbedder`] is the
+//!   fallback embedder (hashed words and trigrams; not semantic).
 //!
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
 //!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
 //!
-//! Not here yet (issue 5): the hot cache and block fetching from peers, HNSW vector search and
-//! reciprocal-rank fusion, embedders, yrs CRDT replication.
+//! Not here yet (issue 5): the hot cache and block fetching from peers, the HNSW index (vectors
+//! are searched exactly for now), the MiniLM embedder, yrs CRDT replication.
 //!
 //! # Example
 //! ```
@@ -36,8 +38,11 @@
 //! ```
 
 mod car;
+mod embed;
 mod index;
 mod store;
 
 pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
+pub use embed::{LEXICAL_DIMENSIONS, LexicalEmbedder};
+pub use index::Fusion;
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use x0tta_core::{
-    ContentId, Incident, KnowledgeError, KnowledgeStore, MergeOutcome, PlanTemplate, Policy,
-    SearchHit, SearchQuery, from_dag_cbor, to_dag_cbor,
+    ContentId, Embedder, Incident, KnowledgeError, KnowledgeStore, MergeOutcome, PlanTemplate,
+    Policy, SearchHit, SearchQuery, from_dag_cbor, to_dag_cbor,
 };
 
-use crate::index::Index;
+use crate::index::{Fusion, Index};
 
 /// Record bodies by CID bytes (DAG-CBOR).
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -22,6 +22,8 @@ const INCIDENT_SEQ: TableDefinition<&[u8], u64> = TableDefinition::new("incident
 const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("templates");
 /// Policy versions in the order they came into force → CID bytes (body in BLOCKS).
 const POLICY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("policy_log");
+/// Embeddings of incidents that keep their body: sequence → little-endian f32s.
+const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 /// Counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -29,16 +31,48 @@ const NEXT_INCIDENT: &str = "next_incident_seq";
 const NEXT_POLICY: &str = "next_policy_seq";
 
 /// How a [`RedbKnowledge`] behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KnowledgeConfig {
     /// Incidents that keep their body locally (seed: 1,000); older ones keep only their CID.
     pub retention: usize,
+    /// How BM25 and vector rankings are fused.
+    pub fusion: Fusion,
 }
 
 impl Default for KnowledgeConfig {
     fn default() -> Self {
-        Self { retention: 1000 }
+        Self {
+            retention: 1000,
+            fusion: Fusion::default(),
+        }
     }
+}
+
+impl KnowledgeConfig {
+    /// The defaults with another retention.
+    pub fn with_retention(retention: usize) -> Self {
+        Self {
+            retention,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a write stored — per incident: id, sequence if new, the incident, its vector — and
+/// the sequences retention evicted.
+type Inserted = (
+    Vec<(ContentId, Option<u64>, Incident, Option<Vec<f32>>)>,
+    Vec<u64>,
+);
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// The store cannot be opened.
@@ -80,6 +114,7 @@ pub struct RedbKnowledge {
     index: Arc<Mutex<Index>>,
     config: KnowledgeConfig,
     path: PathBuf,
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 impl std::fmt::Debug for RedbKnowledge {
@@ -116,6 +151,7 @@ impl RedbKnowledge {
                 txn.open_table(TEMPLATES)?;
                 txn.open_table(POLICY_LOG)?;
                 txn.open_table(META)?;
+                txn.open_table(VECTORS)?;
                 Ok(())
             })();
             t.map_err(|e| corrupt(storage("tables")(e)))?;
@@ -127,6 +163,7 @@ impl RedbKnowledge {
             index: Arc::new(Mutex::new(Index::new())),
             config,
             path: path.clone(),
+            embedder: None,
         };
         store.rebuild_index().map_err(corrupt)?;
         Ok(store)
@@ -168,6 +205,7 @@ impl RedbKnowledge {
         let r = self.db.begin_read().map_err(storage("read"))?;
         let log = r.open_table(INCIDENT_LOG).map_err(storage("table"))?;
         let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+        let vectors = r.open_table(VECTORS).map_err(storage("table"))?;
         let mut index = Index::new();
         for entry in log.iter().map_err(storage("iter"))? {
             let (seq, cid) = entry.map_err(storage("iter"))?;
@@ -181,7 +219,17 @@ impl RedbKnowledge {
             let incident: Incident = from_dag_cbor(body.value())?;
             let id = ContentId::from_bytes(&cid_bytes)
                 .map_err(|e| KnowledgeError::Invalid(e.to_string()))?;
-            index.insert(seq.value(), id, incident.anomaly.kind, &incident.to_text());
+            let vector = vectors
+                .get(seq.value())
+                .map_err(storage("get"))?
+                .map(|v| decode_vector(v.value()));
+            index.insert(
+                seq.value(),
+                id,
+                incident.anomaly.kind,
+                &incident.to_text(),
+                vector,
+            );
         }
         *self.index() = index;
         Ok(())
@@ -200,14 +248,12 @@ impl RedbKnowledge {
 
     /// Stores incidents in one durable transaction; returns, per incident, its id and whether
     /// it was new, plus the sequence numbers evicted by retention.
-    async fn insert_incidents(
-        &self,
-        incidents: Vec<Incident>,
-    ) -> Result<(Vec<(ContentId, Option<u64>, Incident)>, Vec<u64>), KnowledgeError> {
+    async fn insert_incidents(&self, incidents: Vec<Incident>) -> Result<Inserted, KnowledgeError> {
         let mut encoded = Vec::with_capacity(incidents.len());
         for inc in incidents {
             let bytes = to_dag_cbor(&inc)?;
-            encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc));
+            let vector = self.embed(&inc.to_text()).await;
+            encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc, vector));
         }
         let retention = self.config.retention as u64;
         self.blocking(move |db| {
@@ -219,15 +265,21 @@ impl RedbKnowledge {
                 let mut log = txn.open_table(INCIDENT_LOG).map_err(storage("table"))?;
                 let mut seqs = txn.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
                 let mut meta = txn.open_table(META).map_err(storage("table"))?;
+                let mut vectors = txn.open_table(VECTORS).map_err(storage("table"))?;
                 let mut next = meta
                     .get(NEXT_INCIDENT)
                     .map_err(storage("get"))?
                     .map_or(0, |v| v.value());
-                for (id, bytes, inc) in encoded {
+                for (id, bytes, inc, vector) in encoded {
                     let key = id.to_bytes();
                     if seqs.get(key.as_slice()).map_err(storage("get"))?.is_some() {
-                        out.push((id, None, inc)); // already known: idempotent
+                        out.push((id, None, inc, None)); // already known: idempotent
                         continue;
+                    }
+                    if let Some(v) = &vector {
+                        vectors
+                            .insert(next, encode_vector(v).as_slice())
+                            .map_err(storage("insert"))?;
                     }
                     blocks
                         .insert(key.as_slice(), bytes.as_slice())
@@ -236,7 +288,7 @@ impl RedbKnowledge {
                         .map_err(storage("insert"))?;
                     seqs.insert(key.as_slice(), next)
                         .map_err(storage("insert"))?;
-                    out.push((id, Some(next), inc));
+                    out.push((id, Some(next), inc, vector));
                     next += 1;
                 }
                 meta.insert(NEXT_INCIDENT, next)
@@ -248,6 +300,7 @@ impl RedbKnowledge {
                     };
                     let (seq, cid) = (seq.value(), cid.value().to_vec());
                     blocks.remove(cid.as_slice()).map_err(storage("remove"))?;
+                    vectors.remove(seq).map_err(storage("remove"))?;
                     evicted.push(seq);
                 }
             }
@@ -255,6 +308,91 @@ impl RedbKnowledge {
             Ok((out, evicted))
         })
         .await
+    }
+
+    /// The embedding of `text`, if an embedder is set and it succeeds (a failure is logged and
+    /// the incident stays searchable by text).
+    async fn embed(&self, text: &str) -> Option<Vec<f32>> {
+        let e = self.embedder.as_ref()?;
+        match e.embed(text).await {
+            Ok(v) => Some(v),
+            Err(err) => {
+                tracing::warn!(%err, "embedding failed; incident indexed by text only");
+                None
+            }
+        }
+    }
+
+    /// Puts what a write stored into the index; returns how many incidents were new.
+    fn index_inserted(&self, (stored, evicted): &Inserted) -> usize {
+        let mut index = self.index();
+        let mut added = 0;
+        for (id, seq, inc, vector) in stored {
+            if let Some(seq) = seq {
+                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text(), vector.clone());
+                added += 1;
+            }
+        }
+        for seq in evicted {
+            index.remove(*seq);
+        }
+        added
+    }
+
+    /// Sets the embedder used for new incidents and queries, and embeds (and persists the
+    /// vectors of) the stored incidents that have none, so a restart does not re-embed.
+    pub async fn with_embedder(
+        mut self,
+        embedder: Arc<dyn Embedder>,
+    ) -> Result<Self, KnowledgeError> {
+        self.embedder = Some(embedder);
+        let missing = self.index().missing_vectors();
+        if missing.is_empty() {
+            return Ok(self);
+        }
+        let seqs = missing.clone();
+        let bodies: Vec<(u64, Incident)> = self
+            .blocking(move |db| {
+                let r = db.begin_read().map_err(storage("read"))?;
+                let log = r.open_table(INCIDENT_LOG).map_err(storage("table"))?;
+                let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+                let mut out = Vec::new();
+                for seq in seqs {
+                    let Some(cid) = log.get(seq).map_err(storage("get"))? else {
+                        continue;
+                    };
+                    if let Some(body) = blocks.get(cid.value()).map_err(storage("get"))? {
+                        out.push((seq, from_dag_cbor(body.value())?));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut computed = Vec::with_capacity(bodies.len());
+        for (seq, inc) in bodies {
+            if let Some(v) = self.embed(&inc.to_text()).await {
+                computed.push((seq, v));
+            }
+        }
+        let to_store = computed.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            {
+                let mut t = txn.open_table(VECTORS).map_err(storage("table"))?;
+                for (seq, v) in &to_store {
+                    t.insert(*seq, encode_vector(v).as_slice())
+                        .map_err(storage("insert"))?;
+                }
+            }
+            txn.commit().map_err(storage("commit"))
+        })
+        .await?;
+        let mut index = self.index();
+        for (seq, v) in computed {
+            index.set_vector(seq, v);
+        }
+        drop(index);
+        Ok(self)
     }
 
     fn load(db: &Database, ids: &[ContentId]) -> Result<Vec<Option<Incident>>, KnowledgeError> {
@@ -277,19 +415,12 @@ impl RedbKnowledge {
 #[async_trait]
 impl KnowledgeStore for RedbKnowledge {
     async fn record(&self, incident: &Incident) -> Result<ContentId, KnowledgeError> {
-        let (stored, evicted) = self.insert_incidents(vec![incident.clone()]).await?;
-        let mut index = self.index();
-        for (id, seq, inc) in &stored {
-            if let Some(seq) = seq {
-                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text());
-            }
-        }
-        for seq in evicted {
-            index.remove(seq);
-        }
-        stored
+        let inserted = self.insert_incidents(vec![incident.clone()]).await?;
+        self.index_inserted(&inserted);
+        inserted
+            .0
             .first()
-            .map(|(id, _, _)| *id)
+            .map(|(id, ..)| *id)
             .ok_or_else(|| KnowledgeError::Storage("nothing stored".into()))
     }
 
@@ -319,8 +450,29 @@ impl KnowledgeStore for RedbKnowledge {
         .await
     }
 
+    /// Hybrid search: BM25 over the text, plus cosine similarity to the query vector (given,
+    /// or computed by the embedder when one is set), fused by weighted reciprocal rank.
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, KnowledgeError> {
-        let ranked = self.index().search(&query.text, query.kind, query.limit);
+        let vector = match &query.vector {
+            Some(v) => Some(v.clone()),
+            None => self.embed(&query.text).await,
+        };
+        if let (Some(v), Some(e)) = (&vector, &self.embedder) {
+            if v.len() != e.dimensions() {
+                return Err(KnowledgeError::Invalid(format!(
+                    "query vector has {} dimensions, the index {}",
+                    v.len(),
+                    e.dimensions()
+                )));
+            }
+        }
+        let ranked = self.index().hybrid(
+            &query.text,
+            vector.as_deref(),
+            query.kind,
+            query.limit,
+            &self.config.fusion,
+        );
         let ids: Vec<ContentId> = ranked.iter().map(|(id, _)| *id).collect();
         let bodies = self.blocking(move |db| Self::load(db, &ids)).await?;
         Ok(ranked
@@ -438,18 +590,8 @@ impl KnowledgeStore for RedbKnowledge {
     async fn merge_state(&self, state: &[u8]) -> Result<MergeOutcome, KnowledgeError> {
         let incoming: Vec<Incident> = from_dag_cbor(state)
             .map_err(|e| KnowledgeError::Invalid(format!("replication state: {e}")))?;
-        let (stored, evicted) = self.insert_incidents(incoming).await?;
-        let mut index = self.index();
-        let mut added = 0;
-        for (id, seq, inc) in &stored {
-            if let Some(seq) = seq {
-                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text());
-                added += 1;
-            }
-        }
-        for seq in evicted {
-            index.remove(seq);
-        }
+        let inserted = self.insert_incidents(incoming).await?;
+        let added = self.index_inserted(&inserted);
         Ok(if added == 0 {
             MergeOutcome::NoChange
         } else {

@@ -38,7 +38,7 @@ fn writer(path: &str, start: u64) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = RedbKnowledge::open(path, KnowledgeConfig { retention: 100_000 }).unwrap();
+        let store = RedbKnowledge::open(path, KnowledgeConfig::with_retention(100_000)).unwrap();
         for i in start.. {
             let id = store.record(&incident(i)).await.unwrap();
             println!("ack {id}");
@@ -94,7 +94,8 @@ fn acknowledged_writes_survive_sigkill() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let store = RedbKnowledge::open(&path, KnowledgeConfig { retention: 100_000 }).unwrap();
+            let store =
+                RedbKnowledge::open(&path, KnowledgeConfig::with_retention(100_000)).unwrap();
             for id in &acked {
                 let got = store.get(id).await.unwrap();
                 assert!(

@@ -33,7 +33,11 @@ fn incident(i: u64, kind: AnomalyKind, service: &str, note: &str) -> Incident {
 }
 
 fn open(dir: &std::path::Path, retention: usize) -> RedbKnowledge {
-    RedbKnowledge::open(dir.join("k.redb"), KnowledgeConfig { retention }).unwrap()
+    RedbKnowledge::open(
+        dir.join("k.redb"),
+        KnowledgeConfig::with_retention(retention),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +80,7 @@ async fn a_second_process_cannot_open_the_same_file() {
     assert!(matches!(
         RedbKnowledge::open(
             dir.path().join("other.redb"),
-            KnowledgeConfig { retention: 0 }
+            KnowledgeConfig::with_retention(0)
         ),
         Err(OpenError::Config(_))
     ));
@@ -241,4 +245,75 @@ async fn two_stores_converge_by_exchanging_state() {
     let ids = |s: &RedbKnowledge| s.known_incidents().unwrap();
     assert_eq!((ids(&a), ids(&b)), (6, 6));
     assert!(a.merge_state(b"not cbor").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_search_fuses_text_and_vectors_and_vectors_persist() {
+    use std::sync::Arc;
+    use x0tta_knowledge::LexicalEmbedder;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Incidents recorded before an embedder is set are embedded (and persisted) when it is.
+        let plain = open(dir.path(), 100);
+        plain
+            .record(&incident(
+                1,
+                AnomalyKind::ServiceDown,
+                "web",
+                "restarted after segfault",
+            ))
+            .await
+            .unwrap();
+    }
+    let store = open(dir.path(), 100)
+        .with_embedder(Arc::new(LexicalEmbedder))
+        .await
+        .unwrap();
+    store
+        .record(&incident(
+            2,
+            AnomalyKind::MemoryPressure,
+            "cache",
+            "heap grew past the limit",
+        ))
+        .await
+        .unwrap();
+    store
+        .record(&incident(
+            3,
+            AnomalyKind::DiskPressure,
+            "db",
+            "volume nearly full",
+        ))
+        .await
+        .unwrap();
+    // "restarting" shares no BM25 token with "restarted", but shares trigrams: the vector side
+    // finds it.
+    let hits = store
+        .search(&SearchQuery::text("restarting"))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].incident.anomaly.subject,
+        Subject::Service("web".into()),
+        "{hits:?}"
+    );
+    // A query vector of the wrong width is refused.
+    let mut q = SearchQuery::text("x");
+    q.vector = Some(vec![0.0; 3]);
+    assert!(store.search(&q).await.is_err());
+    drop(store);
+    // Reopened with the embedder: nothing left to embed, vector search still works.
+    let again = open(dir.path(), 100)
+        .with_embedder(Arc::new(LexicalEmbedder))
+        .await
+        .unwrap();
+    let hits = again
+        .search(&SearchQuery::text("restarting"))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits[0].incident.anomaly.subject,
+        Subject::Service("web".into())
+    );
 }
