@@ -2,7 +2,9 @@
 //!
 //! Files are created with mode 0600 at `open` time (never widened then narrowed), are never
 //! overwritten, and a secret key file that group or others could read is refused on load.
-//! This module must not log key bytes; errors name paths and lengths only.
+//! This module must not log key bytes; errors name paths and lengths only. The format is the
+//! same under every [`Backend`](crate::Backend): a loaded key pair signs with the default one
+//! (change it with [`MlDsa65Keypair::with_backend`]).
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -109,7 +111,11 @@ pub enum KeyFileError {
 impl MlDsa65Keypair {
     /// Name of the public key file in a key directory: the raw 1952-byte FIPS 204 encoding.
     pub const PUBLIC_KEY_FILE: &'static str = "mldsa65.pk";
-    /// Name of the secret key file in a key directory: the raw 4032-byte FIPS 204 encoding.
+    /// Name of the secret key file in a key directory: the raw 4032-byte FIPS 204 expanded
+    /// encoding (`skEncode`).
+    ///
+    /// Both backends load this form, whichever one generated the key. The 32-byte seed ξ that
+    /// `ml-dsa` prefers is not stored: PQClean cannot use it and cannot produce it.
     pub const SECRET_KEY_FILE: &'static str = "mldsa65.sk";
 
     /// Writes [`Self::SECRET_KEY_FILE`] and [`Self::PUBLIC_KEY_FILE`] into `dir`, both created

@@ -8,7 +8,7 @@ use std::fmt;
 
 use x0tta_core::{NodeId, Rejection, Signature, Verdict, Verifier};
 
-use crate::{ML_DSA_65, MlDsa65PublicKey};
+use crate::{Backend, ML_DSA_65, MlDsa65PublicKey};
 
 /// Trusted ML-DSA-65 public keys by node: x0tta-core's [`Verifier`].
 ///
@@ -17,6 +17,9 @@ use crate::{ML_DSA_65, MlDsa65PublicKey};
 /// Otherwise the verdict names the first check that failed, in that order:
 /// [`Rejection::UnsupportedAlgorithm`], [`Rejection::UnknownSigner`],
 /// [`Rejection::BadSignature`].
+///
+/// Signatures are checked with [`Backend::default()`] unless [`KeyRing::with_backend`] picks
+/// another; every backend gives the same verdicts.
 ///
 /// ```
 /// use x0tta_core::{NodeId, Rejection, Signer, Verdict, Verifier};
@@ -36,12 +39,25 @@ use crate::{ML_DSA_65, MlDsa65PublicKey};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct KeyRing {
     keys: BTreeMap<NodeId, MlDsa65PublicKey>,
+    backend: Backend,
 }
 
 impl KeyRing {
     /// An empty ring: every signature is rejected as [`Rejection::UnknownSigner`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The ring verifying with `backend`.
+    #[must_use]
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The backend signatures are checked with.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The ring with `node` trusted under `key` (replacing any key it had).
@@ -86,6 +102,7 @@ impl FromIterator<(NodeId, MlDsa65PublicKey)> for KeyRing {
     fn from_iter<I: IntoIterator<Item = (NodeId, MlDsa65PublicKey)>>(iter: I) -> Self {
         Self {
             keys: iter.into_iter().collect(),
+            backend: Backend::default(),
         }
     }
 }
@@ -98,7 +115,10 @@ impl Extend<(NodeId, MlDsa65PublicKey)> for KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.keys.iter()).finish()
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys)
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -109,7 +129,7 @@ impl Verifier for KeyRing {
         }
         match self.keys.get(&sig.signer) {
             None => Verdict::Reject(Rejection::UnknownSigner(sig.signer.clone())),
-            Some(key) => key.verify(context, message, &sig.bytes),
+            Some(key) => key.verify_with(self.backend, context, message, &sig.bytes),
         }
     }
 }

@@ -10,16 +10,30 @@
 //! - [`MlDsa65Signer`]: a key pair bound to a [`NodeId`](x0tta_core::NodeId); signatures
 //!   carry the algorithm name [`ML_DSA_65`].
 //! - [`KeyRing`]: the public keys this node trusts; verdicts say why a signature is refused.
+//! - [`MlKem768DecapsulationKey`] / [`MlKem768EncapsulationKey`]: ML-KEM-768 (FIPS 203) key
+//!   encapsulation on either [`Backend`], with the FIPS 203 input checks on every imported key;
+//!   [`SharedSecret`]s and decapsulation keys are wiped on drop and never shown by `Debug`.
 //!
 //! Every signature binds one of the [`contexts`](x0tta_core::contexts) (FIPS 204 context
 //! strings), so a signature made for one message type never verifies for another.
 //!
-//! Signing and verification use PQClean's C implementation through `pqcrypto-mldsa`
-//! (AVX2 when the CPU has it). Contexts longer than 255 bytes are refused here, because the
-//! C code does not report them.
+//! **Backends.** ML-DSA-65 runs on one of two implementations, chosen by crate features and, when both are
+//! built, per key pair and per key ring with [`Backend`]:
 //!
-//! Not here yet: ML-KEM-768, the hybrid KEM, Ed25519 hybrid signatures, identity records,
-//! key rotation and the libp2p security upgrade (DESIGN §5).
+//! - `pqclean` (default): PQClean's portable C code through `pqcrypto-mldsa`. Its AVX2 and
+//!   NEON paths are **disabled**, because PQClean's AVX2 verifier accepts invalid signatures
+//!   (Wycheproof); the portable code passes every vector.
+//! - `rustcrypto`: RustCrypto's pure-Rust `ml-dsa`. It adds seeded key generation
+//!   (`MlDsa65Keypair::from_seed`) and, in the `rustcrypto` module, deterministic signing and
+//!   the FIPS 204 internal interface for known-answer tests.
+//!
+//! With both features, [`Backend::default()`] is PQClean. The backends share every encoding
+//! (key files included) and accept each other's signatures. With neither feature the crate
+//! does not compile (a `compile_error!` says which features to enable). Contexts longer than
+//! 255 bytes are refused here under every backend, because the C code does not report them.
+//!
+//! Not here yet: the hybrid KEM (X-Wing), Ed25519 hybrid signatures, identity records, key
+//! rotation and the libp2p security upgrade (DESIGN §5).
 //!
 //! # Example
 //!
@@ -51,12 +65,21 @@
 //! ```
 
 mod dsa;
+#[cfg(any(feature = "pqclean", feature = "rustcrypto"))]
+mod kem;
 #[cfg(unix)]
 mod keyfile;
 mod keyring;
 
+#[cfg(feature = "rustcrypto")]
+pub use dsa::rustcrypto;
 pub use dsa::{
-    KeyError, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
+    Backend, KeyError, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
+};
+#[cfg(any(feature = "pqclean", feature = "rustcrypto"))]
+pub use kem::{
+    MlKem768Ciphertext, MlKem768DecapsulationKey, MlKem768EncapsulationKey, MlKemError,
+    SharedSecret,
 };
 #[cfg(unix)]
 pub use keyfile::{KeyFileError, LoadError, SaveError};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use x0tta_core::{NodeId, Signer, Verifier};
 use x0tta_pqc::{
-    KeyFileError, LoadError, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer, SaveError,
+    Backend, KeyFileError, LoadError, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer, SaveError,
 };
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -299,4 +299,31 @@ fn malformed_secret_key_is_refused() {
     fs::write(dir.sk(), &sk).unwrap();
     let err = MlDsa65Keypair::load(dir.path()).unwrap_err();
     assert!(matches!(err, LoadError::MalformedSecretKey { .. }), "{err}");
+}
+
+#[test]
+fn key_files_are_shared_by_every_backend() {
+    for &maker in Backend::ALL {
+        let dir = TempDir::new();
+        let keys = MlDsa65Keypair::generate_with(maker);
+        keys.save(dir.path()).unwrap();
+        assert_eq!(
+            fs::read(dir.sk()).unwrap().len(),
+            MlDsa65Keypair::SECRET_KEY_LEN,
+            "{maker}"
+        );
+        for &user in Backend::ALL {
+            let loaded = MlDsa65Keypair::load(dir.path()).unwrap().with_backend(user);
+            assert_eq!(loaded.public_key(), keys.public_key());
+            let sig = loaded.sign(b"ctx", b"msg").unwrap();
+            for &verifier in Backend::ALL {
+                assert!(
+                    keys.public_key()
+                        .verify_with(verifier, b"ctx", b"msg", &sig)
+                        .is_valid(),
+                    "made by {maker}, signed by {user}, verified by {verifier}"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use x0tta_core::{Envelope, NodeId, Rejection, Signature, Signer, Verdict, Verifier, contexts};
 use x0tta_pqc::{
-    KeyRing, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
+    Backend, KeyRing, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
 };
 
 fn id(name: &str) -> NodeId {
@@ -244,4 +244,67 @@ fn debug_output_is_redacted() {
     let shown = format!("{a:?}");
     assert!(shown.contains("<redacted>"), "{shown}");
     assert!(shown.len() < 300, "{shown}");
+}
+
+#[test]
+fn every_backend_signs_through_the_traits() {
+    for &backend in Backend::ALL {
+        let a = MlDsa65Signer::new(id("node-a"), MlDsa65Keypair::generate_with(backend));
+        let ring = a.verifier();
+        assert_eq!(ring.backend(), backend);
+        let sig = a.sign(contexts::INCIDENT, b"disk full").unwrap();
+        assert_eq!(sig.bytes.len(), MlDsa65Keypair::SIGNATURE_LEN);
+        assert!(
+            ring.verify(contexts::INCIDENT, b"disk full", &sig)
+                .is_valid()
+        );
+        assert_eq!(
+            ring.verify(contexts::GOSSIP, b"disk full", &sig),
+            Verdict::Reject(Rejection::BadSignature),
+            "{backend}"
+        );
+        // Over-long contexts are refused by every backend, signing and verifying.
+        let too_long = vec![b'c'; MAX_CONTEXT_LEN + 1];
+        assert!(a.sign(&too_long, b"m").is_err());
+        assert!(!ring.verify(&too_long, b"disk full", &sig).is_valid());
+        // Hedged under every backend.
+        assert_ne!(
+            a.sign(b"c", b"m").unwrap().bytes,
+            a.sign(b"c", b"m").unwrap().bytes
+        );
+    }
+}
+
+#[test]
+fn backend_names_and_default() {
+    assert_eq!(Backend::ALL[0], Backend::default());
+    for &b in Backend::ALL {
+        assert_eq!(b.to_string(), b.name());
+    }
+    let keys = MlDsa65Keypair::generate();
+    assert_eq!(keys.backend(), Backend::default());
+    let last = *Backend::ALL.last().unwrap();
+    assert_eq!(keys.with_backend(last).backend(), last);
+    assert_eq!(KeyRing::new().backend(), Backend::default());
+}
+
+#[cfg(feature = "rustcrypto")]
+#[test]
+fn seeded_keys_are_deterministic_and_recoverable_from_the_secret_key() {
+    let a = MlDsa65Keypair::from_seed(&[7; 32]);
+    let b = MlDsa65Keypair::from_seed(&[7; 32]);
+    assert_eq!(a.public_key(), b.public_key());
+    assert_ne!(
+        a.public_key(),
+        MlDsa65Keypair::from_seed(&[8; 32]).public_key()
+    );
+    let det = x0tta_pqc::rustcrypto::sign_deterministic(&a, b"c", b"m").unwrap();
+    assert_eq!(
+        det,
+        x0tta_pqc::rustcrypto::sign_deterministic(&b, b"c", b"m").unwrap()
+    );
+    assert!(a.public_key().verify(b"c", b"m", &det).is_valid());
+    assert!(
+        x0tta_pqc::rustcrypto::sign_deterministic(&a, &[0; MAX_CONTEXT_LEN + 1], b"m").is_err()
+    );
 }
