@@ -143,10 +143,13 @@ impl Index {
         }
         let fetch = limit.saturating_mul(4).saturating_add(16);
         let mut fused: HashMap<u64, f64> = HashMap::new();
-        for (rank, (seq, _)) in self.bm25(text, kind, fetch).into_iter().enumerate() {
-            *fused.entry(seq).or_default() += fusion.bm25 / (fusion.k + rank as f64 + 1.0);
+        // A ranking with weight 0 is not consulted at all (it would only add zero scores).
+        if fusion.bm25 > 0.0 {
+            for (rank, (seq, _)) in self.bm25(text, kind, fetch).into_iter().enumerate() {
+                *fused.entry(seq).or_default() += fusion.bm25 / (fusion.k + rank as f64 + 1.0);
+            }
         }
-        if let Some(q) = vector {
+        if let Some(q) = vector.filter(|_| fusion.vector > 0.0) {
             for (rank, (seq, _)) in self.nearest(q, kind, fetch).into_iter().enumerate() {
                 *fused.entry(seq).or_default() += fusion.vector / (fusion.k + rank as f64 + 1.0);
             }

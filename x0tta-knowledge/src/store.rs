@@ -169,6 +169,12 @@ impl RedbKnowledge {
         Ok(store)
     }
 
+    /// The same store (shared file and index) searching with other fusion weights.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Self {
+        self.config.fusion = fusion;
+        self
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
