@@ -19,6 +19,9 @@
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
 //!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
 //!
+//! - **Typed CRDTs**: [`LwwRegister`], [`OrSet`], [`PnCounter`] — state-based, merges
+//!   commutative, associative and idempotent (checked by proptest).
+//!
 //! Not here yet (issue 5): the hot cache and block fetching from peers, the HNSW index (vectors
 //! are searched exactly for now), the MiniLM embedder, yrs CRDT replication.
 //!
@@ -38,11 +41,13 @@
 //! ```
 
 mod car;
+mod crdt;
 mod embed;
 mod index;
 mod store;
 
 pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
+pub use crdt::{Dot, LwwRegister, OrSet, PnCounter};
 pub use embed::{LEXICAL_DIMENSIONS, LexicalEmbedder};
 pub use index::Fusion;
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
