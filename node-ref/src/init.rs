@@ -80,10 +80,10 @@ pub(crate) fn init(
     if config.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", config.display());
     }
-    if let Some(b) = &bootstrap {
-        if !b.exists() {
-            bail!("bootstrap list {} does not exist", b.display());
-        }
+    if let Some(b) = &bootstrap
+        && !b.exists()
+    {
+        bail!("bootstrap list {} does not exist", b.display());
     }
     let text = config_text(name, bootstrap.as_deref());
     // Validate before writing anything: a bad --name must not leave half a directory behind.

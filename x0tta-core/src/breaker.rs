@@ -91,15 +91,15 @@ impl CircuitBreaker {
             self.entries.remove(key);
             return;
         }
-        if !self.entries.contains_key(key) && self.entries.len() >= MAX_BREAKER_KEYS {
-            if let Some(oldest) = self
+        if !self.entries.contains_key(key)
+            && self.entries.len() >= MAX_BREAKER_KEYS
+            && let Some(oldest) = self
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone())
-            {
-                self.entries.remove(&oldest);
-            }
+        {
+            self.entries.remove(&oldest);
         }
         let e = self.entries.entry(key.clone()).or_default();
         e.last_used = Some(now);

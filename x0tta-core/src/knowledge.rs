@@ -128,10 +128,11 @@ pub trait KnowledgeStore: Send + Sync {
         let mut stats = PlanStats::default();
         for (_, inc) in self.recent(PLAN_STATS_SCAN).await? {
             let ran = inc.report.as_ref().map(|r| r.report.success);
-            if let (Some(plan), Some(success)) = (&inc.plan, ran) {
-                if plan.template == template && inc.anomaly.kind == kind {
-                    stats.record(success);
-                }
+            if let (Some(plan), Some(success)) = (&inc.plan, ran)
+                && plan.template == template
+                && inc.anomaly.kind == kind
+            {
+                stats.record(success);
             }
         }
         Ok(stats)

@@ -463,14 +463,14 @@ impl KnowledgeStore for RedbKnowledge {
             Some(v) => Some(v.clone()),
             None => self.embed(&query.text).await,
         };
-        if let (Some(v), Some(e)) = (&vector, &self.embedder) {
-            if v.len() != e.dimensions() {
-                return Err(KnowledgeError::Invalid(format!(
-                    "query vector has {} dimensions, the index {}",
-                    v.len(),
-                    e.dimensions()
-                )));
-            }
+        if let (Some(v), Some(e)) = (&vector, &self.embedder)
+            && v.len() != e.dimensions()
+        {
+            return Err(KnowledgeError::Invalid(format!(
+                "query vector has {} dimensions, the index {}",
+                v.len(),
+                e.dimensions()
+            )));
         }
         let ranked = self.index().hybrid(
             &query.text,

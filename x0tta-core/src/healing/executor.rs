@@ -133,18 +133,18 @@ impl Executor for DefaultExecutor {
         let mut done = Vec::new();
         let mut failed = false;
         for (i, step) in plan.steps.iter().enumerate() {
-            if let Some(cond) = &step.condition {
-                if !cond.holds(&ctx.action_ctx.observation) {
-                    let r = StepReport {
-                        step: step.display_name().to_string(),
-                        action: step.action.clone(),
-                        outcome: StepOutcome::Skipped,
-                        duration_ms: 0,
-                    };
-                    (ctx.progress)(ExecProgress::StepFinished(r.clone()));
-                    steps.push(r);
-                    continue;
-                }
+            if let Some(cond) = &step.condition
+                && !cond.holds(&ctx.action_ctx.observation)
+            {
+                let r = StepReport {
+                    step: step.display_name().to_string(),
+                    action: step.action.clone(),
+                    outcome: StepOutcome::Skipped,
+                    duration_ms: 0,
+                };
+                (ctx.progress)(ExecProgress::StepFinished(r.clone()));
+                steps.push(r);
+                continue;
             }
             (ctx.progress)(ExecProgress::StepStarted {
                 step: step.display_name().to_string(),

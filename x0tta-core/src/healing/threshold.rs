@@ -235,24 +235,24 @@ impl Detector for ThresholdDetector {
                     }),
                 );
             }
-            if let Some(off) = n.clock_offset_ms {
-                if off.unsigned_abs() as f64 > t.clock_skew_ms {
-                    out.push(
-                        Anomaly::new(
-                            AnomalyKind::ClockSkew,
-                            Severity::Medium,
-                            0.8,
-                            Subject::Peer(n.id.clone()),
-                            "threshold",
-                        )
-                        .with_evidence(Evidence {
-                            signal: "mesh.clock_offset_ms".into(),
-                            value: Some(off as f64),
-                            reference: Some(t.clock_skew_ms),
-                            note: format!("clock offset {off} ms"),
-                        }),
-                    );
-                }
+            if let Some(off) = n.clock_offset_ms
+                && off.unsigned_abs() as f64 > t.clock_skew_ms
+            {
+                out.push(
+                    Anomaly::new(
+                        AnomalyKind::ClockSkew,
+                        Severity::Medium,
+                        0.8,
+                        Subject::Peer(n.id.clone()),
+                        "threshold",
+                    )
+                    .with_evidence(Evidence {
+                        signal: "mesh.clock_offset_ms".into(),
+                        value: Some(off as f64),
+                        reference: Some(t.clock_skew_ms),
+                        note: format!("clock offset {off} ms"),
+                    }),
+                );
             }
         }
         if t.min_neighbours > 0 && live < t.min_neighbours {

@@ -163,28 +163,28 @@ impl Sensor for ServiceSensor {
             };
             let started = Instant::now();
             let alive = self.supervisor.check(&name).await;
-            if let Ok(pid) = &alive {
-                if let Ok(mut sys) = self.sys.lock() {
-                    let pid = Pid::from_u32(*pid);
-                    sys.refresh_processes_specifics(
-                        ProcessesToUpdate::Some(&[pid]),
-                        true,
-                        ProcessRefreshKind::nothing().with_memory().with_cpu(),
-                    );
-                    if let Some(p) = sys
-                        .process(pid)
-                        .filter(|p| p.status() != ProcessStatus::Zombie)
-                    {
-                        r = r
-                            .metric(
-                                service_metric(&name, names::SERVICE_MEMORY_MB),
-                                p.memory() as f64 / MIB,
-                            )
-                            .metric(
-                                service_metric(&name, names::SERVICE_CPU_PERCENT),
-                                f64::from(p.cpu_usage()),
-                            );
-                    }
+            if let Ok(pid) = &alive
+                && let Ok(mut sys) = self.sys.lock()
+            {
+                let pid = Pid::from_u32(*pid);
+                sys.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&[pid]),
+                    true,
+                    ProcessRefreshKind::nothing().with_memory().with_cpu(),
+                );
+                if let Some(p) = sys
+                    .process(pid)
+                    .filter(|p| p.status() != ProcessStatus::Zombie)
+                {
+                    r = r
+                        .metric(
+                            service_metric(&name, names::SERVICE_MEMORY_MB),
+                            p.memory() as f64 / MIB,
+                        )
+                        .metric(
+                            service_metric(&name, names::SERVICE_CPU_PERCENT),
+                            f64::from(p.cpu_usage()),
+                        );
                 }
             }
             for p in spec.effective_probes() {

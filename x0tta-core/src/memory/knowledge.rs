@@ -82,14 +82,14 @@ impl MemoryKnowledge {
         st.incidents.insert(id, (incident, terms));
         st.order.push_back(id);
         while st.order.len() > self.retention {
-            if let Some(old) = st.order.pop_front() {
-                if let Some((_, terms)) = st.incidents.remove(&old) {
-                    for t in terms {
-                        if let Some(c) = st.df.get_mut(&t) {
-                            *c -= 1;
-                            if *c == 0 {
-                                st.df.remove(&t);
-                            }
+            if let Some(old) = st.order.pop_front()
+                && let Some((_, terms)) = st.incidents.remove(&old)
+            {
+                for t in terms {
+                    if let Some(c) = st.df.get_mut(&t) {
+                        *c -= 1;
+                        if *c == 0 {
+                            st.df.remove(&t);
                         }
                     }
                 }
