@@ -19,6 +19,10 @@ pub mod contexts {
     pub const POLICY: &[u8] = b"x0tta/policy/v1";
     /// Gossip messages.
     pub const GOSSIP: &[u8] = b"x0tta/gossip/v1";
+    /// Governance proposals.
+    pub const PROPOSAL: &[u8] = b"x0tta/proposal/v1";
+    /// Governance votes.
+    pub const VOTE: &[u8] = b"x0tta/vote/v1";
 }
 
 /// A signature with the algorithm and signer that produced it.

@@ -1,6 +1,28 @@
 //! # x0tta-dao
 //!
-//! **Not implemented yet.** This crate will hold the [`Governance`](x0tta_core::Governance)
-//! of x0tta6bl4 nodes (DESIGN §8): proposals, quadratic voting with stake (cost = votes²),
-//! quorum 51% (emergency 67%), the proposal lifecycle, equivocation evidence and slashing,
-//! and execution of passed proposals into every node's live policy.
+//! Quadratic-voting governance (DESIGN §8) for x0tta6bl4 nodes. This first part is the
+//! sans-I/O core every node runs:
+//!
+//! - [`ProposalSpec`]: proposals in the seed's YAML layout (`proposal_id`, `title`,
+//!   `changes: [{parameter, current, proposed}]`, `rationale`, `creator`, `timestamp`, `track`),
+//!   typed against the policy schema ([`PARAMETERS`]); a stale `current`, an unknown parameter
+//!   or an out-of-range value is refused.
+//! - [`Ledger`]: lifecycle (discussion, voting, closed) on a clock the caller passes in;
+//!   signed quadratic votes (cost = votes², voice credits = stake minus fees); explicit
+//!   revisions; equivocation detected, proven ([`verify_evidence`]) and slashed; tallies with
+//!   quorum (51%, emergency 67%) and a configurable supermajority; the policy a passed proposal
+//!   brings into force.
+//!
+//! Every node fed the same proposals and votes computes the same tally whatever the order or
+//! duplication of messages (property-tested). Not here yet: gossip replication, tally
+//! attestations and finality, the `Governance` trait implementation for the node, node-ref
+//! commands and the governance demo.
+
+mod ledger;
+mod proposal;
+
+pub use ledger::{
+    DaoPolicy, Equivocation, Ledger, Outcome, Phase, Refusal, SignedVote, Tally, VoteBody,
+    VoteResult, sign_vote, verify_evidence,
+};
+pub use proposal::{Change, PARAMETERS, Parameter, ProposalError, ProposalSpec, Track};

@@ -1,0 +1,466 @@
+//! The governance ledger: proposals, signed quadratic votes, tallies and decisions, as a
+//! sans-I/O state machine. Time comes in as an argument (`now`, ms since the epoch), so tests
+//! run a whole lifecycle in microseconds and every node fed the same messages computes the
+//! same result, whatever their order or duplication.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use x0tta_core::{
+    ContentId, Envelope, NodeId, Policy, Signer, Verifier, contexts, from_dag_cbor, to_dag_cbor,
+};
+
+use crate::proposal::{ProposalError, ProposalSpec, Track};
+
+/// Governance settings (DESIGN §8; seed defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaoPolicy {
+    /// Discussion before voting (standard track).
+    pub discussion: Duration,
+    /// Voting period, standard track.
+    pub voting: Duration,
+    /// Voting period, emergency track (no discussion).
+    pub emergency_voting: Duration,
+    /// Participating stake / total stake needed, standard track.
+    pub quorum: f64,
+    /// The same, emergency track.
+    pub emergency_quorum: f64,
+    /// Share of the votes cast that must be in favour (0.5: more for than against).
+    pub supermajority: f64,
+    /// Clock skew tolerated on vote timestamps.
+    pub clock_skew: Duration,
+    /// Credits a proposal costs its creator.
+    pub proposal_fee: u64,
+    /// Share of stake an equivocator loses.
+    pub slash_fraction: f64,
+}
+
+impl Default for DaoPolicy {
+    fn default() -> Self {
+        Self {
+            discussion: Duration::from_secs(24 * 3600),
+            voting: Duration::from_secs(48 * 3600),
+            emergency_voting: Duration::from_secs(15 * 60),
+            quorum: 0.51,
+            emergency_quorum: 0.67,
+            supermajority: 0.5,
+            clock_skew: Duration::from_secs(5),
+            proposal_fee: 1,
+            slash_fraction: 0.5,
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// What a voter signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteBody {
+    /// The proposal (content id of its spec).
+    pub proposal: ContentId,
+    /// Who votes (must be the signer).
+    pub voter: NodeId,
+    /// Number of votes; costs `votes²` credits.
+    pub votes: u32,
+    /// For or against.
+    pub support: bool,
+    /// 0 for the first vote; an explicit revision replaces a lower one.
+    pub revision: u32,
+    /// When it was signed, ms since the epoch.
+    pub signed_at: u64,
+}
+
+/// A vote in its signed envelope, as it travels.
+pub type SignedVote = Envelope;
+
+/// Signs `body` as a vote.
+pub fn sign_vote(
+    signer: &dyn Signer,
+    body: &VoteBody,
+) -> Result<SignedVote, x0tta_core::SignError> {
+    let bytes = to_dag_cbor(body).map_err(|e| x0tta_core::SignError(e.to_string()))?;
+    Envelope::seal(signer, contexts::VOTE, bytes)
+}
+
+/// Two different votes signed by one voter for one proposal at one revision: proof anyone can
+/// check with the voter's public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Equivocation {
+    /// The offender.
+    pub voter: NodeId,
+    /// The proposal.
+    pub proposal: ContentId,
+    /// The two conflicting signed votes.
+    pub votes: [SignedVote; 2],
+}
+
+/// Why a vote was not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The signature does not verify, or the signer is not the voter.
+    Forged,
+    /// The payload is not a vote.
+    Malformed,
+    /// The proposal is unknown here.
+    UnknownProposal,
+    /// The proposal is not in its voting period (signed or received outside it).
+    NotVoting,
+    /// The voter has no stake.
+    NoStake,
+    /// `votes²` exceeds the voter's credits.
+    OverBudget {
+        /// The cost.
+        cost: u64,
+        /// The credits.
+        credits: u64,
+    },
+    /// A lower revision than the one already counted.
+    Superseded,
+    /// The voter equivocated on this proposal; none of their votes count.
+    Equivocator,
+}
+
+/// What happened to a vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VoteResult {
+    /// Counted (or replaced an earlier revision) at this cost.
+    Counted {
+        /// Credits it costs.
+        cost: u64,
+    },
+    /// Already counted (a duplicate delivery).
+    Duplicate,
+    /// Refused.
+    Refused(Refusal),
+    /// Proof of equivocation: the voter is slashed and excluded from this tally.
+    Equivocation(Box<Equivocation>),
+}
+
+/// A proposal's phase at some time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before voting opens.
+    Discussion,
+    /// Votes are counted.
+    Voting,
+    /// Voting closed; the tally is final.
+    Closed,
+}
+
+/// The count of a proposal's votes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// Votes for (Σ n of supporters).
+    pub votes_for: u64,
+    /// Votes against.
+    pub votes_against: u64,
+    /// Stake of the voters counted.
+    pub participating_stake: u64,
+    /// Stake of every voter.
+    pub total_stake: u64,
+    /// Whether participation reached the track's quorum.
+    pub quorum_reached: bool,
+    /// Whether it passes: quorum, and for / (for + against) > supermajority.
+    pub passed: bool,
+}
+
+/// The end of a proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The proposal.
+    pub id: ContentId,
+    /// Its final tally.
+    pub tally: Tally,
+    /// The policy it brings into force, if it passed and still applies.
+    pub policy: Option<Policy>,
+}
+
+struct Entry {
+    spec: ProposalSpec,
+    opened_at: u64,
+    /// Every valid vote seen, per voter and revision: the highest revision counts. Keeping
+    /// them all makes equivocation detectable whatever the arrival order.
+    seen: BTreeMap<NodeId, BTreeMap<u32, (VoteBody, SignedVote)>>,
+    equivocators: BTreeMap<NodeId, Equivocation>,
+    closed: Option<Outcome>,
+}
+
+/// The ledger of one node. Feed it proposals and signed votes as they arrive; ask it for
+/// tallies and outcomes.
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// use x0tta_core::{NodeId, Policy, Signer};
+/// use x0tta_dao::{DaoPolicy, Ledger, ProposalSpec, VoteBody, VoteResult, sign_vote};
+/// use x0tta_pqc::{MlDsa65Keypair, MlDsa65Signer};
+/// let alice = MlDsa65Signer::new(NodeId::new("alice")?, MlDsa65Keypair::generate());
+/// let stakes = BTreeMap::from([(NodeId::new("alice")?, 100u64)]);
+/// let mut ledger = Ledger::new(DaoPolicy::default(), stakes, alice.verifier());
+/// let spec = ProposalSpec::from_yaml(
+///     "proposal_id: p\ntitle: t\nchanges: [{parameter: cpu_threshold, current: 90, proposed: 70}]\ncreator: alice\ntimestamp: 0\ntrack: emergency\n",
+///     "p.yaml",
+/// )?;
+/// let id = ledger.submit(spec, &Policy::default(), 0)?;
+/// let vote = VoteBody { proposal: id, voter: NodeId::new("alice")?, votes: 9, support: true, revision: 0, signed_at: 1 };
+/// assert_eq!(ledger.vote(&sign_vote(&alice, &vote)?, 1), VoteResult::Counted { cost: 81 });
+/// let outcome = ledger.close(&id, 15 * 60 * 1000 + 10_000).expect("voting is over");
+/// assert!(outcome.tally.passed);
+/// assert_eq!(outcome.policy.unwrap().thresholds.cpu_percent, 70.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Ledger<V> {
+    policy: DaoPolicy,
+    stakes: BTreeMap<NodeId, u64>,
+    credits_spent_on_fees: BTreeMap<NodeId, u64>,
+    verifier: V,
+    proposals: BTreeMap<ContentId, Entry>,
+    base_policy: BTreeMap<ContentId, Policy>,
+}
+
+impl<V: Verifier> Ledger<V> {
+    /// A ledger over `stakes` (voice credits = stake), verifying with `verifier`.
+    pub fn new(policy: DaoPolicy, stakes: BTreeMap<NodeId, u64>, verifier: V) -> Self {
+        Self {
+            policy,
+            stakes,
+            credits_spent_on_fees: BTreeMap::new(),
+            verifier,
+            proposals: BTreeMap::new(),
+            base_policy: BTreeMap::new(),
+        }
+    }
+
+    /// A voter's stake now (after any slashing).
+    pub fn stake(&self, node: &NodeId) -> u64 {
+        self.stakes.get(node).copied().unwrap_or(0)
+    }
+
+    /// A voter's voice credits for one proposal: stake minus proposal fees paid.
+    pub fn credits(&self, node: &NodeId) -> u64 {
+        self.stake(node)
+            .saturating_sub(self.credits_spent_on_fees.get(node).copied().unwrap_or(0))
+    }
+
+    /// Opens a proposal written against `live`; the creator pays the fee. Returns its id.
+    pub fn submit(
+        &mut self,
+        spec: ProposalSpec,
+        live: &Policy,
+        now: u64,
+    ) -> Result<ContentId, ProposalError> {
+        spec.apply_to(live)?; // refuses stale, unknown or out-of-range changes now
+        let fee = self.policy.proposal_fee;
+        let credits = self.credits(&spec.creator);
+        if credits < fee {
+            return Err(ProposalError::InsufficientCredits { credits, fee });
+        }
+        let id = ContentId::of(&spec).map_err(|e| ProposalError::Invalid(e.to_string()))?;
+        if self.proposals.contains_key(&id) {
+            return Ok(id); // the same proposal again (gossip duplicate)
+        }
+        *self
+            .credits_spent_on_fees
+            .entry(spec.creator.clone())
+            .or_default() += fee;
+        self.base_policy.insert(id, live.clone());
+        self.proposals.insert(
+            id,
+            Entry {
+                spec,
+                opened_at: now,
+                seen: BTreeMap::new(),
+                equivocators: BTreeMap::new(),
+                closed: None,
+            },
+        );
+        Ok(id)
+    }
+
+    fn window(&self, e: &Entry) -> (u64, u64) {
+        let (discussion, voting) = match e.spec.track {
+            Track::Standard => (self.policy.discussion, self.policy.voting),
+            Track::Emergency => (Duration::ZERO, self.policy.emergency_voting),
+        };
+        let start = e.opened_at.saturating_add(ms(discussion));
+        (start, start.saturating_add(ms(voting)))
+    }
+
+    /// A proposal's phase at `now`.
+    pub fn phase(&self, id: &ContentId, now: u64) -> Option<Phase> {
+        let e = self.proposals.get(id)?;
+        let (start, end) = self.window(e);
+        Some(
+            if e.closed.is_some() || now > end.saturating_add(ms(self.policy.clock_skew)) {
+                Phase::Closed
+            } else if now < start {
+                Phase::Discussion
+            } else {
+                Phase::Voting
+            },
+        )
+    }
+
+    /// Verifies and counts a signed vote received at `now`.
+    pub fn vote(&mut self, signed: &SignedVote, now: u64) -> VoteResult {
+        let Ok(bytes) = signed.open(&self.verifier, contexts::VOTE) else {
+            return VoteResult::Refused(Refusal::Forged);
+        };
+        let Ok(body) = from_dag_cbor::<VoteBody>(bytes) else {
+            return VoteResult::Refused(Refusal::Malformed);
+        };
+        if signed.signature.signer != body.voter {
+            return VoteResult::Refused(Refusal::Forged);
+        }
+        let skew = ms(self.policy.clock_skew);
+        let credits = self.credits(&body.voter);
+        let stake = self.stake(&body.voter);
+        let Some(e) = self.proposals.get(&body.proposal) else {
+            return VoteResult::Refused(Refusal::UnknownProposal);
+        };
+        let (start, end) = self.window(e);
+        let in_window = |t: u64| t.saturating_add(skew) >= start && t <= end.saturating_add(skew);
+        if e.closed.is_some() || !in_window(body.signed_at) || !in_window(now) {
+            return VoteResult::Refused(Refusal::NotVoting);
+        }
+        if e.equivocators.contains_key(&body.voter) {
+            return VoteResult::Refused(Refusal::Equivocator);
+        }
+        if stake == 0 {
+            return VoteResult::Refused(Refusal::NoStake);
+        }
+        let cost = u64::from(body.votes).saturating_mul(u64::from(body.votes));
+        if cost > credits {
+            return VoteResult::Refused(Refusal::OverBudget { cost, credits });
+        }
+        let Some(e) = self.proposals.get_mut(&body.proposal) else {
+            return VoteResult::Refused(Refusal::UnknownProposal);
+        };
+        let revisions = e.seen.entry(body.voter.clone()).or_default();
+        if let Some((held, held_signed)) = revisions.get(&body.revision) {
+            if *held == body {
+                return VoteResult::Duplicate;
+            }
+            // Same revision, different content: equivocation. Slashed once per proposal.
+            let evidence = Equivocation {
+                voter: body.voter.clone(),
+                proposal: body.proposal,
+                votes: [held_signed.clone(), signed.clone()],
+            };
+            e.equivocators.insert(body.voter.clone(), evidence.clone());
+            let slashed = (stake as f64 * self.policy.slash_fraction).ceil() as u64;
+            if let Some(s) = self.stakes.get_mut(&body.voter) {
+                *s = s.saturating_sub(slashed);
+            }
+            return VoteResult::Equivocation(Box::new(evidence));
+        }
+        let newest = revisions.keys().next_back().copied();
+        revisions.insert(body.revision, (body.clone(), signed.clone()));
+        if newest.is_some_and(|r| r > body.revision) {
+            VoteResult::Refused(Refusal::Superseded)
+        } else {
+            VoteResult::Counted { cost }
+        }
+    }
+
+    /// The current count of a proposal.
+    pub fn tally(&self, id: &ContentId) -> Option<Tally> {
+        let e = self.proposals.get(id)?;
+        let total_stake: u64 = self.stakes.values().sum();
+        let mut t = Tally {
+            votes_for: 0,
+            votes_against: 0,
+            participating_stake: 0,
+            total_stake,
+            quorum_reached: false,
+            passed: false,
+        };
+        let counted = e
+            .seen
+            .iter()
+            .filter(|(voter, _)| !e.equivocators.contains_key(*voter))
+            .filter_map(|(voter, revs)| revs.values().next_back().map(|(body, _)| (voter, body)));
+        for (voter, body) in counted {
+            t.participating_stake += self.stake(voter);
+            if body.support {
+                t.votes_for += u64::from(body.votes);
+            } else {
+                t.votes_against += u64::from(body.votes);
+            }
+        }
+        let quorum = match e.spec.track {
+            Track::Standard => self.policy.quorum,
+            Track::Emergency => self.policy.emergency_quorum,
+        };
+        t.quorum_reached =
+            total_stake > 0 && t.participating_stake as f64 / total_stake as f64 >= quorum;
+        let cast = t.votes_for + t.votes_against;
+        t.passed = t.quorum_reached
+            && cast > 0
+            && t.votes_for as f64 / cast as f64 > self.policy.supermajority;
+        Some(t)
+    }
+
+    /// Closes a proposal once its voting period (plus skew) is over: the final tally and, if
+    /// it passed, the policy it brings into force. `None` while voting is still open.
+    pub fn close(&mut self, id: &ContentId, now: u64) -> Option<Outcome> {
+        let e = self.proposals.get(id)?;
+        if let Some(done) = &e.closed {
+            return Some(done.clone());
+        }
+        let (_, end) = self.window(e);
+        if now <= end.saturating_add(ms(self.policy.clock_skew)) {
+            return None;
+        }
+        let tally = self.tally(id)?;
+        let policy = if tally.passed {
+            self.base_policy
+                .get(id)
+                .and_then(|base| e.spec.apply_to(base).ok())
+        } else {
+            None
+        };
+        let outcome = Outcome {
+            id: *id,
+            tally,
+            policy,
+        };
+        if let Some(e) = self.proposals.get_mut(id) {
+            e.closed = Some(outcome.clone());
+        }
+        Some(outcome)
+    }
+
+    /// Equivocation evidence gathered on a proposal.
+    pub fn evidence(&self, id: &ContentId) -> Vec<Equivocation> {
+        self.proposals
+            .get(id)
+            .map(|e| e.equivocators.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Checks equivocation evidence received from a peer: both votes verify, come from the named
+/// voter, name the same proposal and revision, and differ.
+pub fn verify_evidence(verifier: &dyn Verifier, ev: &Equivocation) -> bool {
+    let open = |s: &SignedVote| -> Option<VoteBody> {
+        let b = s.open(verifier, contexts::VOTE).ok()?;
+        let body: VoteBody = from_dag_cbor(b).ok()?;
+        (s.signature.signer == body.voter).then_some(body)
+    };
+    match (open(&ev.votes[0]), open(&ev.votes[1])) {
+        (Some(a), Some(b)) => {
+            a.voter == ev.voter
+                && b.voter == ev.voter
+                && a.proposal == ev.proposal
+                && b.proposal == ev.proposal
+                && a.revision == b.revision
+                && a != b
+        }
+        _ => false,
+    }
+}
