@@ -100,6 +100,21 @@ pub trait Verifier: Send + Sync {
     fn verify(&self, context: &[u8], message: &[u8], sig: &Signature) -> Verdict;
 }
 
+impl<T: Signer + ?Sized> Signer for std::sync::Arc<T> {
+    fn node_id(&self) -> &NodeId {
+        (**self).node_id()
+    }
+    fn sign(&self, context: &[u8], message: &[u8]) -> Result<Signature, SignError> {
+        (**self).sign(context, message)
+    }
+}
+
+impl<T: Verifier + ?Sized> Verifier for std::sync::Arc<T> {
+    fn verify(&self, context: &[u8], message: &[u8], sig: &Signature) -> Verdict {
+        (**self).verify(context, message, sig)
+    }
+}
+
 /// Byte strings as CBOR byte strings (not arrays of integers).
 mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};

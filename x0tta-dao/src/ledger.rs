@@ -235,6 +235,11 @@ impl<V: Verifier> Ledger<V> {
         }
     }
 
+    /// The verifier votes and proposals are checked with.
+    pub fn verifier(&self) -> &V {
+        &self.verifier
+    }
+
     /// A voter's stake now (after any slashing).
     pub fn stake(&self, node: &NodeId) -> u64 {
         self.stakes.get(node).copied().unwrap_or(0)
@@ -417,7 +422,7 @@ impl<V: Verifier> Ledger<V> {
             return None;
         }
         let tally = self.tally(id)?;
-        let policy = if tally.passed {
+        let policy = if tally.passed && !e.spec.changes.is_empty() {
             self.base_policy
                 .get(id)
                 .and_then(|base| e.spec.apply_to(base).ok())
@@ -433,6 +438,30 @@ impl<V: Verifier> Ledger<V> {
             e.closed = Some(outcome.clone());
         }
         Some(outcome)
+    }
+
+    /// Proposals not closed yet.
+    pub fn open_proposals(&self) -> Vec<ContentId> {
+        self.proposals
+            .iter()
+            .filter(|(_, e)| e.closed.is_none())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A proposal's spec.
+    pub fn spec(&self, id: &ContentId) -> Option<&ProposalSpec> {
+        self.proposals.get(id).map(|e| &e.spec)
+    }
+
+    /// The live policy a proposal was written against.
+    pub fn base_policy(&self, id: &ContentId) -> Option<&Policy> {
+        self.base_policy.get(id)
+    }
+
+    /// The outcome, once closed.
+    pub fn outcome(&self, id: &ContentId) -> Option<&Outcome> {
+        self.proposals.get(id).and_then(|e| e.closed.as_ref())
     }
 
     /// Equivocation evidence gathered on a proposal.

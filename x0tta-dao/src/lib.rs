@@ -14,13 +14,21 @@
 //!   brings into force.
 //!
 //! Every node fed the same proposals and votes computes the same tally whatever the order or
-//! duplication of messages (property-tested). Not here yet: gossip replication, tally
-//! attestations and finality, the `Governance` trait implementation for the node, node-ref
-//! commands and the governance demo.
+//! duplication of messages (property-tested).
+//!
+//! [`Dao`] wires a ledger to a node: proposals and votes travel as signed envelopes on the
+//! gossip topics, each node counts them itself, and closed proposals become decisions that the
+//! node's MAPE-K loop applies to its live policy (it implements core's `Governance`).
+//!
+//! Not here yet: vote replication through the knowledge store (late joiners), tally
+//! attestations and finality, slashing gossip to the healer, node-ref commands and the
+//! governance demo.
 
+mod dao;
 mod ledger;
 mod proposal;
 
+pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, StartError};
 pub use ledger::{
     DaoPolicy, Equivocation, Ledger, Outcome, Phase, Refusal, SignedVote, Tally, VoteBody,
     VoteResult, sign_vote, verify_evidence,

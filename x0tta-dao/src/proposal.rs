@@ -169,6 +169,13 @@ pub const PARAMETERS: &[Parameter] = &[
     },
 ];
 
+impl Parameter {
+    /// The parameter's value in `policy`.
+    pub fn value(&self, policy: &Policy) -> f64 {
+        (self.get)(policy)
+    }
+}
+
 fn parameter(name: &str) -> Result<&'static Parameter, ProposalError> {
     PARAMETERS
         .iter()
@@ -193,9 +200,11 @@ impl ProposalSpec {
     /// Checks every change against `live` and returns the policy it would bring into force
     /// (version + 1).
     pub fn apply_to(&self, live: &Policy) -> Result<Policy, ProposalError> {
-        if self.changes.is_empty() {
+        if self.changes.is_empty() && self.track == Track::Standard {
+            // Only the emergency track votes on something other than a policy change (e.g. an
+            // approval to run a CRITICAL recovery plan).
             return Err(ProposalError::Invalid(
-                "a proposal must change something".into(),
+                "a standard proposal must change something".into(),
             ));
         }
         let mut next = live.clone();

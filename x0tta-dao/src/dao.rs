@@ -1,0 +1,326 @@
+//! [`Dao`]: the ledger wired to a node — proposals and votes travel as signed envelopes on the
+//! `x0tta/proposals/1` and `x0tta/votes/1` topics, every node counts them in its own
+//! [`Ledger`], and closed proposals become [`Decision`]s the node's loop applies to its live
+//! policy. Implements x0tta-core's [`Governance`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use x0tta_core::{
+    ContentId, Decision, Envelope, Governance, GovernanceError, NodeId, Phase as CorePhase,
+    PolicyHandle, Proposal, ProposalId, ProposalState, Signer, Timestamp, Transport, Verifier,
+    Vote, VoteOutcome, VoteRefusal, contexts, from_dag_cbor, to_dag_cbor, topics,
+};
+
+use crate::{
+    Change, DaoPolicy, Ledger, PARAMETERS, Phase, ProposalSpec, Refusal, Track, VoteBody,
+    VoteResult, sign_vote,
+};
+
+/// Capacity of the decisions channel; slow receivers lose the oldest.
+pub const DECISION_CAPACITY: usize = 64;
+/// How often open proposals are checked for their deadline.
+pub const CLOSE_CHECK: Duration = Duration::from_millis(50);
+
+struct Inner {
+    me: NodeId,
+    signer: Arc<dyn Signer>,
+    transport: Arc<dyn Transport>,
+    ledger: Mutex<Ledger<Arc<dyn Verifier>>>,
+    live: PolicyHandle,
+    decisions: broadcast::Sender<Decision>,
+    revisions: Mutex<BTreeMap<ContentId, u32>>,
+    announced: Mutex<BTreeSet<ContentId>>,
+}
+
+/// Governance of one node. Cheap to clone; background work stops when the transport closes
+/// its subscriptions.
+#[derive(Clone)]
+pub struct Dao {
+    inner: Arc<Inner>,
+}
+
+/// Starting governance failed.
+#[derive(Debug, thiserror::Error)]
+#[error("governance cannot start: {0}")]
+pub struct StartError(String);
+
+fn now_ms() -> u64 {
+    Timestamp::now().as_millis()
+}
+
+impl Dao {
+    /// Starts governance for the node that `signer` signs as: subscribes to the proposal and
+    /// vote topics and closes proposals at their deadline. `verifier` must know every voter's
+    /// key; `live` is the node's live policy (proposals are checked against it).
+    pub async fn start(
+        policy: DaoPolicy,
+        stakes: BTreeMap<NodeId, u64>,
+        signer: Arc<dyn Signer>,
+        verifier: Arc<dyn Verifier>,
+        transport: Arc<dyn Transport>,
+        live: PolicyHandle,
+    ) -> Result<Self, StartError> {
+        let mut proposals = transport
+            .subscribe(topics::PROPOSALS)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        let mut votes = transport
+            .subscribe(topics::VOTES)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            me: signer.node_id().clone(),
+            signer,
+            transport,
+            ledger: Mutex::new(Ledger::new(policy, stakes, verifier)),
+            live,
+            decisions: broadcast::channel(DECISION_CAPACITY).0,
+            revisions: Mutex::default(),
+            announced: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CLOSE_CHECK);
+            loop {
+                tokio::select! {
+                    m = proposals.next() => match (m, weak.upgrade()) {
+                        (Some(m), Some(inner)) => inner.on_proposal(&m.payload),
+                        _ => break,
+                    },
+                    m = votes.next() => match (m, weak.upgrade()) {
+                        (Some(m), Some(inner)) => { inner.on_vote(&m.payload); }
+                        _ => break,
+                    },
+                    _ = tick.tick() => match weak.upgrade() {
+                        Some(inner) => inner.close_due(),
+                        None => break,
+                    },
+                }
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Submits a proposal in the seed's layout: checked, signed, counted here and gossiped.
+    pub async fn propose(&self, spec: ProposalSpec) -> Result<ProposalId, GovernanceError> {
+        let id = self
+            .inner
+            .ledger()
+            .submit(spec.clone(), &self.inner.live.current(), now_ms())
+            .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
+        let bytes = to_dag_cbor(&spec).map_err(|e| GovernanceError::Other(e.to_string()))?;
+        let env = Envelope::seal(self.inner.signer.as_ref(), contexts::PROPOSAL, bytes)
+            .map_err(|e| GovernanceError::Other(e.to_string()))?;
+        self.inner.publish(topics::PROPOSALS, &env).await;
+        Ok(id)
+    }
+
+    /// The phase of a proposal now.
+    pub fn phase(&self, id: &ProposalId) -> Option<Phase> {
+        self.inner.ledger().phase(id, now_ms())
+    }
+}
+
+impl Inner {
+    fn ledger(&self) -> MutexGuard<'_, Ledger<Arc<dyn Verifier>>> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn publish(&self, topic: &str, env: &Envelope) {
+        match to_dag_cbor(env) {
+            Ok(bytes) => {
+                if let Err(e) = self.transport.publish(topic, bytes).await {
+                    tracing::warn!(%e, topic, "governance message not published");
+                }
+            }
+            Err(e) => tracing::warn!(%e, "governance message not encodable"),
+        }
+    }
+
+    fn on_proposal(&self, payload: &[u8]) {
+        let Ok(env) = from_dag_cbor::<Envelope>(payload) else {
+            return;
+        };
+        // Verify the creator's signature before looking at the content.
+        let verified = {
+            let ledger = self.ledger();
+            env.open(ledger.verifier(), contexts::PROPOSAL)
+                .map(<[u8]>::to_vec)
+        };
+        let Ok(bytes) = verified else {
+            tracing::warn!(signer = %env.signature.signer, "forged proposal refused");
+            return;
+        };
+        let Ok(spec) = from_dag_cbor::<ProposalSpec>(&bytes) else {
+            return;
+        };
+        if spec.creator != env.signature.signer {
+            tracing::warn!(signer = %env.signature.signer, "proposal signed by someone else than its creator refused");
+            return;
+        }
+        if let Err(e) = self.ledger().submit(spec, &self.live.current(), now_ms()) {
+            tracing::info!(%e, "proposal refused");
+        }
+    }
+
+    fn on_vote(&self, payload: &[u8]) -> Option<VoteResult> {
+        let env = from_dag_cbor::<Envelope>(payload).ok()?;
+        let r = self.ledger().vote(&env, now_ms());
+        if let VoteResult::Equivocation(ev) = &r {
+            tracing::warn!(voter = %ev.voter, "equivocation: stake slashed");
+        }
+        Some(r)
+    }
+
+    fn close_due(&self) {
+        let now = now_ms();
+        let outcomes: Vec<_> = {
+            let mut ledger = self.ledger();
+            ledger
+                .open_proposals()
+                .into_iter()
+                .filter_map(|id| ledger.close(&id, now))
+                .collect()
+        };
+        for o in outcomes {
+            let new = self
+                .announced
+                .lock()
+                .map(|mut a| a.insert(o.id))
+                .unwrap_or(false);
+            if new {
+                let _ = self.decisions.send(Decision {
+                    id: o.id,
+                    passed: o.tally.passed,
+                    policy: o.policy,
+                });
+            }
+        }
+    }
+}
+
+/// The changes that turn `base` into `target`, over the governable parameters.
+fn diff(base: &x0tta_core::Policy, target: &x0tta_core::Policy) -> Vec<Change> {
+    PARAMETERS
+        .iter()
+        .filter_map(|p| {
+            let (a, b) = (p.value(base), p.value(target));
+            ((a - b).abs() > 1e-9).then(|| Change {
+                parameter: p.name.to_string(),
+                current: a,
+                proposed: b,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Governance for Dao {
+    async fn submit(&self, proposal: Proposal) -> Result<ProposalId, GovernanceError> {
+        let live = self.inner.live.current();
+        let spec = ProposalSpec {
+            proposal_id: format!("{}-{}", proposal.proposer, now_ms()),
+            title: proposal.title,
+            description: proposal.description,
+            changes: diff(&live, &proposal.policy),
+            rationale: String::new(),
+            creator: proposal.proposer,
+            timestamp: now_ms(),
+            track: if proposal.emergency {
+                Track::Emergency
+            } else {
+                Track::Standard
+            },
+        };
+        self.propose(spec).await
+    }
+
+    async fn vote(&self, vote: Vote) -> Result<VoteOutcome, GovernanceError> {
+        if vote.voter != self.inner.me {
+            return Err(GovernanceError::Invalid(format!(
+                "this node votes as {}, not {}",
+                self.inner.me, vote.voter
+            )));
+        }
+        let revision = {
+            let mut r = self
+                .inner
+                .revisions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let next = r.get(&vote.proposal).map_or(0, |n| n + 1);
+            r.insert(vote.proposal, next);
+            next
+        };
+        let body = VoteBody {
+            proposal: vote.proposal,
+            voter: vote.voter,
+            votes: vote.votes,
+            support: vote.support,
+            revision,
+            signed_at: now_ms(),
+        };
+        let env = sign_vote(self.inner.signer.as_ref(), &body)
+            .map_err(|e| GovernanceError::Other(e.to_string()))?;
+        let result = self.inner.ledger().vote(&env, now_ms());
+        let outcome = match result {
+            VoteResult::Counted { cost } => VoteOutcome::Counted { cost },
+            VoteResult::Duplicate => VoteOutcome::Counted { cost: 0 },
+            VoteResult::Refused(Refusal::OverBudget { cost, credits }) => {
+                VoteOutcome::Refused(VoteRefusal::InsufficientCredits { cost, credits })
+            }
+            VoteResult::Refused(Refusal::UnknownProposal) => {
+                VoteOutcome::Refused(VoteRefusal::UnknownProposal)
+            }
+            VoteResult::Refused(Refusal::Equivocator) | VoteResult::Equivocation(_) => {
+                VoteOutcome::Refused(VoteRefusal::Equivocation)
+            }
+            VoteResult::Refused(_) => VoteOutcome::Refused(VoteRefusal::NotVoting),
+        };
+        if matches!(outcome, VoteOutcome::Counted { .. }) {
+            self.inner.publish(topics::VOTES, &env).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn state(&self, id: &ProposalId) -> Result<Option<ProposalState>, GovernanceError> {
+        let ledger = self.inner.ledger();
+        let (Some(spec), Some(base), Some(tally)) =
+            (ledger.spec(id), ledger.base_policy(id), ledger.tally(id))
+        else {
+            return Ok(None);
+        };
+        let phase = match (ledger.outcome(id), ledger.phase(id, now_ms())) {
+            (Some(o), _) if o.tally.passed => CorePhase::Executed,
+            (Some(_), _) => CorePhase::Rejected,
+            (None, Some(Phase::Discussion)) => CorePhase::Discussion,
+            (None, Some(Phase::Voting)) => CorePhase::Voting,
+            (None, _) => CorePhase::Tallied,
+        };
+        Ok(Some(ProposalState {
+            proposal: Proposal {
+                title: spec.title.clone(),
+                description: spec.description.clone(),
+                proposer: spec.creator.clone(),
+                policy: spec.apply_to(base).unwrap_or_else(|_| base.clone()),
+                emergency: spec.track == Track::Emergency,
+            },
+            phase,
+            votes_for: tally.votes_for,
+            votes_against: tally.votes_against,
+            participation: if tally.total_stake == 0 {
+                0.0
+            } else {
+                tally.participating_stake as f64 / tally.total_stake as f64
+            },
+        }))
+    }
+
+    fn decisions(&self) -> broadcast::Receiver<Decision> {
+        self.inner.decisions.subscribe()
+    }
+}

@@ -1,0 +1,136 @@
+//! Five nodes on an in-process mesh: a proposal gossiped, voted quadratically with ML-DSA-65
+//! signatures (one forged vote among them), closed at its deadline, and applied by every
+//! node's MAPE-K loop to its live policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use x0tta_core::memory::{MemoryKnowledge, MemoryNetwork};
+use x0tta_core::*;
+use x0tta_dao::*;
+use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_proposal_changes_every_nodes_live_policy() {
+    const N: usize = 5;
+    let net = MemoryNetwork::new();
+    let signers: Vec<Arc<MlDsa65Signer>> = (0..N)
+        .map(|i| {
+            Arc::new(MlDsa65Signer::new(
+                NodeId::new(format!("node-{i}")).unwrap(),
+                MlDsa65Keypair::generate(),
+            ))
+        })
+        .collect();
+    let ring: Arc<KeyRing> = Arc::new(
+        signers
+            .iter()
+            .map(|s| (s.node_id().clone(), s.public_key().clone()))
+            .collect(),
+    );
+    let stakes: BTreeMap<NodeId, u64> =
+        signers.iter().map(|s| (s.node_id().clone(), 100)).collect();
+    let dao_policy = DaoPolicy {
+        discussion: Duration::from_millis(300),
+        voting: Duration::from_millis(700),
+        clock_skew: Duration::from_millis(100),
+        ..DaoPolicy::default()
+    };
+
+    let mut daos = Vec::new();
+    let mut handles = Vec::new();
+    let mut transports = Vec::new();
+    for s in &signers {
+        let transport: Arc<dyn Transport> = Arc::new(net.join(s.node_id().clone()));
+        transports.push(transport.clone());
+        let live = PolicyHandle::new(Policy::default()).unwrap();
+        let dao = Dao::start(
+            dao_policy.clone(),
+            stakes.clone(),
+            s.clone(),
+            ring.clone(),
+            transport.clone(),
+            live.clone(),
+        )
+        .await
+        .unwrap();
+        let node = Node::builder()
+            .transport(transport)
+            .knowledge(Arc::new(MemoryKnowledge::new(10)))
+            .signer(s.clone())
+            .governance(Arc::new(dao.clone()))
+            .policy_handle(live)
+            .build()
+            .unwrap();
+        handles.push(node.handle());
+        tokio::spawn(node.run());
+        daos.push(dao);
+    }
+
+    let spec = ProposalSpec::from_yaml(
+        "proposal_id: lower-cpu\ntitle: Lower the CPU threshold\nchanges: [{parameter: cpu_threshold, current: 90, proposed: 70}]\ncreator: node-0\ntimestamp: 0\n",
+        "lower-cpu.yaml",
+    )
+    .unwrap();
+    let id = daos[0].propose(spec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        daos[3].phase(&id),
+        Some(x0tta_dao::Phase::Discussion),
+        "gossiped to every node"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, dao) in daos.iter().enumerate().take(3) {
+        let out = dao
+            .vote(Vote {
+                proposal: id,
+                voter: signers[i].node_id().clone(),
+                votes: 6,
+                support: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, VoteOutcome::Counted { cost: 36 });
+    }
+    // node-4 forges a vote "from node-1" against the proposal, signed with its own key.
+    let forged_body = VoteBody {
+        proposal: id,
+        voter: signers[1].node_id().clone(),
+        votes: 10,
+        support: false,
+        revision: 9,
+        signed_at: Timestamp::now().as_millis(),
+    };
+    let forged = sign_vote(signers[4].as_ref(), &forged_body).unwrap();
+    let bytes = to_dag_cbor(&forged).unwrap();
+    transports[4].publish(topics::VOTES, bytes).await.unwrap();
+
+    let started = Instant::now();
+    loop {
+        let applied = handles
+            .iter()
+            .filter(|h| h.policy().current().thresholds.cpu_percent == 70.0)
+            .count();
+        if applied == N {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "only {applied}/{N} nodes applied the decision"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (h, dao) in handles.iter().zip(&daos) {
+        assert_eq!(h.policy().current().version, 2);
+        let st = dao.state(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (st.votes_for, st.votes_against),
+            (18, 0),
+            "the forged vote counted nowhere"
+        );
+        assert_eq!(st.phase, x0tta_core::Phase::Executed);
+    }
+}
