@@ -18,6 +18,8 @@ use crate::init::DEFAULT_PLANS;
 pub(crate) enum Scenario {
     /// A supervised service is killed, then made to hog memory; the node heals both.
     Heal,
+    /// Nodes (a third of them Byzantine) vote the seed's proposal into every node's policy.
+    Governance,
 }
 
 /// The whole demo must finish within this.
@@ -251,8 +253,17 @@ async fn http_get(url: &str) -> Result<()> {
     }
 }
 
-pub(crate) async fn demo(scenario: Scenario) -> Result<()> {
+pub(crate) async fn demo(scenario: Scenario, nodes: usize) -> Result<()> {
     match scenario {
+        Scenario::Governance => {
+            match tokio::time::timeout(DEMO_LIMIT, crate::demo_governance::run(nodes)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    println!("summary: scenario=governance passed=false reason=timeout");
+                    bail!("the demo did not finish within {DEMO_LIMIT:?}")
+                }
+            }
+        }
         Scenario::Heal => match tokio::time::timeout(DEMO_LIMIT, heal()).await {
             Ok(r) => r,
             Err(_) => {

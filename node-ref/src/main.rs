@@ -3,6 +3,7 @@
 
 mod assemble;
 mod demo;
+mod demo_governance;
 mod demo_service;
 mod incidents;
 mod init;
@@ -58,6 +59,9 @@ enum Command {
         /// Scenario.
         #[arg(value_enum, default_value_t = demo::Scenario::Heal)]
         scenario: demo::Scenario,
+        /// Nodes in the governance scenario.
+        #[arg(long, default_value_t = 7)]
+        nodes: usize,
     },
     /// ML-DSA-65 keys and detached signatures (offline signing of policies and proposals).
     Keys {
@@ -180,7 +184,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::Demo { .. } | Command::DemoService { .. }
     );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if quiet_default { "warn" } else { "info" })
+        tracing_subscriber::EnvFilter::new(if quiet_default { "error" } else { "info" })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -199,7 +203,7 @@ fn real_main() -> anyhow::Result<()> {
             } => init::init(&config, &name, bootstrap, force),
             Command::Run { config } => run::run(&config).await,
             Command::Status { config } => run::status(&config),
-            Command::Demo { scenario } => demo::demo(scenario).await,
+            Command::Demo { scenario, nodes } => demo::demo(scenario, nodes).await,
             Command::DemoService { port } => demo_service::serve(port).await,
             Command::Incidents { config, command } => match command {
                 IncidentsCommand::List { limit } => incidents::list(&config, limit).await,

@@ -119,6 +119,16 @@ impl Dao {
         Ok(id)
     }
 
+    /// A voter's stake as this node's ledger sees it (after any slashing).
+    pub fn stake(&self, node: &NodeId) -> u64 {
+        self.inner.ledger().stake(node)
+    }
+
+    /// Publishes an already signed vote as is (to relay votes, and for fault-injection tests).
+    pub async fn relay_vote(&self, vote: &crate::SignedVote) {
+        self.inner.publish(topics::VOTES, vote).await;
+    }
+
     /// The phase of a proposal now.
     pub fn phase(&self, id: &ProposalId) -> Option<Phase> {
         self.inner.ledger().phase(id, now_ms())
