@@ -427,14 +427,15 @@ fn incidents_are_kept_listed_searched_and_moved_as_car() {
 
 #[test]
 fn demo_governance_changes_every_honest_nodes_policy() {
-    let out = x0tta(&["demo", "governance", "--nodes", "10"]);
+    // 31 nodes, 10 Byzantine: forgers, equivocators and late voters in turn.
+    let out = x0tta(&["demo", "governance", "--nodes", "31"]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     let summary = all
         .lines()
         .find(|l| l.starts_with("summary: "))
         .expect("summary line");
-    assert!(summary.starts_with("summary: scenario=governance passed=true applied=7/7 forged_accepted=0 slashed=1/1 finality_ms="), "{summary}");
+    assert!(summary.starts_with("summary: scenario=governance passed=true applied=21/21 forged_accepted=0 slashed=3/3 finality_ms="), "{summary}");
     assert!(
         all.contains("votes 10 against after the deadline"),
         "a late voter takes part: {all}"
