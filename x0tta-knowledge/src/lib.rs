@@ -19,6 +19,8 @@
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
 //!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
 //!
+//! - **Replication**: [`Replicator`] stores the signed incident gossip of other nodes and
+//!   pulls what a node missed over `/x0tta/sync/1` (incidents form a grow-only set).
 //! - **Typed CRDTs**: [`LwwRegister`], [`OrSet`], [`PnCounter`] — state-based, merges
 //!   commutative, associative and idempotent (checked by proptest).
 //!
@@ -44,10 +46,12 @@ mod car;
 mod crdt;
 mod embed;
 mod index;
+mod replicate;
 mod store;
 
 pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
 pub use crdt::{Dot, LwwRegister, OrSet, PnCounter};
 pub use embed::{LEXICAL_DIMENSIONS, LexicalEmbedder};
 pub use index::Fusion;
+pub use replicate::{MAX_HAVE, MAX_REPLY, ReplicationError, Replicator, SYNC_PROTOCOL};
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
