@@ -149,6 +149,7 @@ fn plan_and_cycle(c: &mut Criterion) {
         vector: None,
         kind: Some(AnomalyKind::MemoryPressure),
         limit: 20,
+        filter: Default::default(),
     };
     let mut g = c.benchmark_group("knowledge");
     g.bench_function("baseline: recent(20)", |b| {

@@ -2,7 +2,38 @@
 
 use async_trait::async_trait;
 
-use crate::{AnomalyKind, ContentId, Incident, PlanStats, PlanTemplate, Policy};
+use crate::{
+    AnomalyKind, ContentId, Incident, NodeId, PlanStats, PlanTemplate, Policy, Resolution,
+    Timestamp,
+};
+
+/// Restrictions on which incidents a search may return (all that are set must hold).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFilter {
+    /// Detected at or after.
+    pub since: Option<Timestamp>,
+    /// Detected before.
+    pub until: Option<Timestamp>,
+    /// Seen by this node.
+    pub node: Option<NodeId>,
+    /// Ended this way.
+    pub resolution: Option<Resolution>,
+}
+
+impl SearchFilter {
+    /// Whether nothing is restricted.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether `incident` passes.
+    pub fn matches(&self, incident: &Incident) -> bool {
+        self.since.is_none_or(|t| incident.detected_at >= t)
+            && self.until.is_none_or(|t| incident.detected_at < t)
+            && self.node.as_ref().is_none_or(|n| &incident.node == n)
+            && self.resolution.is_none_or(|r| incident.resolution == r)
+    }
+}
 
 /// A retrieval query.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +46,8 @@ pub struct SearchQuery {
     pub kind: Option<AnomalyKind>,
     /// Most hits to return.
     pub limit: usize,
+    /// Time range, node and outcome restrictions.
+    pub filter: SearchFilter,
 }
 
 impl SearchQuery {
@@ -25,6 +58,7 @@ impl SearchQuery {
             vector: None,
             kind: None,
             limit: 10,
+            filter: SearchFilter::default(),
         }
     }
 }

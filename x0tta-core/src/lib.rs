@@ -83,7 +83,8 @@ pub use id::{
     ContentId, EncodeError, InvalidId, MAX_NODE_ID_LEN, NodeId, from_dag_cbor, to_dag_cbor,
 };
 pub use knowledge::{
-    KnowledgeError, KnowledgeStore, MergeOutcome, PLAN_STATS_SCAN, SearchHit, SearchQuery,
+    KnowledgeError, KnowledgeStore, MergeOutcome, PLAN_STATS_SCAN, SearchFilter, SearchHit,
+    SearchQuery,
 };
 pub use messages::IncidentMessage;
 pub use node::{

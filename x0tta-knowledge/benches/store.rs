@@ -113,6 +113,7 @@ fn bench(c: &mut Criterion) {
         vector: None,
         kind: None,
         limit: 10,
+        filter: Default::default(),
     };
     let mut g = c.benchmark_group("search");
     g.bench_function("baseline: get one incident by CID", |b| {

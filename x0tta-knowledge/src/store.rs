@@ -472,11 +472,17 @@ impl KnowledgeStore for RedbKnowledge {
                 e.dimensions()
             )));
         }
+        // Time/node/outcome filters need the bodies: over-fetch, then filter.
+        let fetch = if query.filter.is_empty() {
+            query.limit
+        } else {
+            query.limit.saturating_mul(8).saturating_add(64)
+        };
         let ranked = self.index().hybrid(
             &query.text,
             vector.as_deref(),
             query.kind,
-            query.limit,
+            fetch,
             &self.config.fusion,
         );
         let ids: Vec<ContentId> = ranked.iter().map(|(id, _)| *id).collect();
@@ -485,12 +491,14 @@ impl KnowledgeStore for RedbKnowledge {
             .into_iter()
             .zip(bodies)
             .filter_map(|((id, score), body)| {
-                body.map(|incident| SearchHit {
-                    id,
-                    score,
-                    incident,
-                })
+                body.filter(|i| query.filter.matches(i))
+                    .map(|incident| SearchHit {
+                        id,
+                        score,
+                        incident,
+                    })
             })
+            .take(query.limit)
             .collect())
     }
 

@@ -317,3 +317,37 @@ async fn hybrid_search_fuses_text_and_vectors_and_vectors_persist() {
         Subject::Service("web".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_filters_by_time_node_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 100);
+    for i in 0..6 {
+        let mut inc = incident(i, AnomalyKind::ServiceDown, "web", "connection refused");
+        if i % 2 == 0 {
+            inc.node = NodeId::new("n2").unwrap();
+        }
+        if i >= 4 {
+            inc.resolution = Resolution::Healed;
+        }
+        store.record(&inc).await.unwrap();
+    }
+    let mut q = SearchQuery::text("connection refused");
+    q.filter.since = Some(Timestamp::from_millis(1_700_000_000_002));
+    q.filter.until = Some(Timestamp::from_millis(1_700_000_000_005));
+    let hits = store.search(&q).await.unwrap();
+    assert_eq!(hits.len(), 3, "times 2, 3, 4");
+    q.filter.node = Some(NodeId::new("n2").unwrap());
+    assert_eq!(
+        store.search(&q).await.unwrap().len(),
+        2,
+        "times 2 and 4 by n2"
+    );
+    q.filter.resolution = Some(Resolution::Healed);
+    let hits = store.search(&q).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].incident.detected_at,
+        Timestamp::from_millis(1_700_000_000_004)
+    );
+}

@@ -89,6 +89,7 @@ impl Planner for DefaultPlanner {
                 } else {
                     self.search_limit
                 },
+                filter: Default::default(),
             })
             .await?;
         let total: f64 = hits.iter().map(|h| h.score.max(0.0)).sum();

@@ -141,7 +141,9 @@ impl KnowledgeStore for MemoryKnowledge {
         let mut scored: Vec<(f64, ContentId)> = st
             .incidents
             .iter()
-            .filter(|(_, (inc, _))| query.kind.is_none_or(|k| inc.anomaly.kind == k))
+            .filter(|(_, (inc, _))| {
+                query.kind.is_none_or(|k| inc.anomaly.kind == k) && query.filter.matches(inc)
+            })
             .filter_map(|(id, (_, terms))| {
                 let score: f64 = weighted
                     .iter()
