@@ -13,6 +13,9 @@
 //! - [`MlKem768DecapsulationKey`] / [`MlKem768EncapsulationKey`]: ML-KEM-768 (FIPS 203) key
 //!   encapsulation on either [`Backend`], with the FIPS 203 input checks on every imported key;
 //!   [`SharedSecret`]s and decapsulation keys are wiped on drop and never shown by `Debug`.
+//! - `XWingDecapsulationKey` / `XWingEncapsulationKey` (feature `rustcrypto`): the hybrid KEM
+//!   X-Wing (X25519 + ML-KEM-768, draft-connolly-cfrg-xwing-kem-06) with a 32-byte seed as the
+//!   private key; its ML-KEM half always runs on RustCrypto, which alone derives keys from seeds.
 //!
 //! Every signature binds one of the [`contexts`](x0tta_core::contexts) (FIPS 204 context
 //! strings), so a signature made for one message type never verifies for another.
@@ -32,8 +35,8 @@
 //! does not compile (a `compile_error!` says which features to enable). Contexts longer than
 //! 255 bytes are refused here under every backend, because the C code does not report them.
 //!
-//! Not here yet: the hybrid KEM (X-Wing), Ed25519 hybrid signatures, identity records, key
-//! rotation and the libp2p security upgrade (DESIGN §5).
+//! Not here yet: Ed25519 hybrid signatures, identity records, key rotation and the libp2p
+//! security upgrade (DESIGN §5).
 //!
 //! # Example
 //!
@@ -70,6 +73,8 @@ mod kem;
 #[cfg(unix)]
 mod keyfile;
 mod keyring;
+#[cfg(feature = "rustcrypto")]
+mod xwing;
 
 #[cfg(feature = "rustcrypto")]
 pub use dsa::rustcrypto;
@@ -84,3 +89,5 @@ pub use kem::{
 #[cfg(unix)]
 pub use keyfile::{KeyFileError, LoadError, SaveError};
 pub use keyring::KeyRing;
+#[cfg(feature = "rustcrypto")]
+pub use xwing::{XWingCiphertext, XWingDecapsulationKey, XWingEncapsulationKey, XWingError};

@@ -507,7 +507,7 @@ impl fmt::Debug for MlKem768Ciphertext {
 /// assert_eq!(secret.as_bytes().len(), 32);
 /// assert_eq!(format!("{secret:?}"), "SharedSecret(<redacted>)");
 /// ```
-pub struct SharedSecret(Zeroizing<[u8; SS_LEN]>);
+pub struct SharedSecret(pub(crate) Zeroizing<[u8; SS_LEN]>);
 
 impl SharedSecret {
     /// Length of a shared secret: 32 bytes.
