@@ -202,7 +202,7 @@ async fn watch_heal(
     let (ev, healed) = until(
         rx,
         FAULT_LIMIT,
-        |e| matches!(e, NodeEvent::Executed { report } if report.plan_matches(kind)),
+        |e| matches!(e, NodeEvent::Executed { report } if Some(report.template.as_str()) == template_for(kind)),
     )
     .await?;
     let NodeEvent::Executed { report } = ev else {
@@ -222,17 +222,12 @@ async fn watch_heal(
     })
 }
 
-trait PlanMatches {
-    fn plan_matches(&self, kind: AnomalyKind) -> bool;
-}
-
-impl PlanMatches for x0tta_core::ExecutionReport {
-    fn plan_matches(&self, kind: AnomalyKind) -> bool {
-        match kind {
-            AnomalyKind::ServiceDown => self.template == "restart-crashed-service",
-            AnomalyKind::MemoryPressure => self.template == "relieve-service-memory",
-            _ => false,
-        }
+/// The plan template the demo's defaults use for each injected fault.
+fn template_for(kind: AnomalyKind) -> Option<&'static str> {
+    match kind {
+        AnomalyKind::ServiceDown => Some("restart-crashed-service"),
+        AnomalyKind::MemoryPressure => Some("relieve-service-memory"),
+        _ => None,
     }
 }
 

@@ -202,7 +202,7 @@ impl NodeHandle {
     }
     /// Current counters.
     pub fn status(&self) -> NodeStatus {
-        let mut s = self.inner.status().clone();
+        let mut s = self.inner.lock().status.clone();
         s.policy_version = self.inner.policy.current().version;
         s
     }
@@ -264,16 +264,6 @@ impl Inner {
     }
     fn lock(&self) -> MutexGuard<'_, LoopState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn status(&self) -> MutexGuard<'_, LoopState> {
-        self.lock()
-    }
-}
-
-impl std::ops::Deref for LoopState {
-    type Target = NodeStatus;
-    fn deref(&self) -> &NodeStatus {
-        &self.status
     }
 }
 
