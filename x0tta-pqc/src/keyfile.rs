@@ -213,7 +213,7 @@ impl MlDsa65Keypair {
 }
 
 /// Creates `path` (mode 0600, must not exist) holding `bytes`, synced to disk.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     let io_err = |error| SaveError::Io {
         path: path.to_owned(),
         error,
@@ -242,7 +242,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
 }
 
 /// Reads a key file of exactly `expected` bytes into a buffer wiped on drop.
-fn read_key_file(
+pub(crate) fn read_key_file(
     path: &Path,
     expected: usize,
     secret: bool,

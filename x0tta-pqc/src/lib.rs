@@ -68,11 +68,17 @@
 //! ```
 
 mod dsa;
+pub mod handshake;
+mod identity;
+#[cfg(unix)]
+mod identity_file;
 #[cfg(any(feature = "pqclean", feature = "rustcrypto"))]
 mod kem;
 #[cfg(unix)]
 mod keyfile;
 mod keyring;
+#[cfg(feature = "libp2p")]
+pub mod upgrade;
 #[cfg(feature = "rustcrypto")]
 mod xwing;
 
@@ -81,6 +87,12 @@ pub use dsa::rustcrypto;
 pub use dsa::{
     Backend, KeyError, MAX_CONTEXT_LEN, ML_DSA_65, MlDsa65Keypair, MlDsa65PublicKey, MlDsa65Signer,
 };
+pub use identity::{
+    HybridSigner, IDENTITY_CONTEXT, IdentityError, IdentityRecord, IdentityRing, MAX_RECORD_LEN,
+    MAX_SPIFFE_ID_LEN, ML_DSA_65_ED25519, NodeIdentity, SpiffeId, node_id_of,
+};
+#[cfg(unix)]
+pub use identity_file::IdentityFileError;
 #[cfg(any(feature = "pqclean", feature = "rustcrypto"))]
 pub use kem::{
     MlKem768Ciphertext, MlKem768DecapsulationKey, MlKem768EncapsulationKey, MlKemError,
@@ -89,5 +101,7 @@ pub use kem::{
 #[cfg(unix)]
 pub use keyfile::{KeyFileError, LoadError, SaveError};
 pub use keyring::KeyRing;
+/// The libp2p identity types a [`NodeIdentity`] hands out.
+pub use libp2p_identity;
 #[cfg(feature = "rustcrypto")]
 pub use xwing::{XWingCiphertext, XWingDecapsulationKey, XWingEncapsulationKey, XWingError};
