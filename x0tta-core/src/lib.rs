@@ -99,8 +99,8 @@ pub use plan::{
     PlanStats, PlanTemplate, RecoveryPlan, StepSpec, SubjectClass, Trigger,
 };
 pub use policy::{
-    BreakerPolicy, Intervals, Policy, PolicyError, PolicyHandle, PolicyUpdate, StatisticalPolicy,
-    Thresholds,
+    BreakerPolicy, Intervals, MeshPolicy, Policy, PolicyError, PolicyHandle, PolicyUpdate,
+    StatisticalPolicy, Thresholds,
 };
 pub use report::{
     ExecutionReport, Incident, Resolution, SignedReport, StepOutcome, StepReport, Verification,

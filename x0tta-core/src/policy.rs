@@ -155,6 +155,43 @@ impl Default for StatisticalPolicy {
     }
 }
 
+/// Failure detection and link security timings of the mesh (x0tta-mesh, x0tta-pqc).
+///
+/// SWIM-style: every `probe_interval` a node pings one neighbour (round robin); no ack
+/// within `probe_timeout` makes it ask `indirect_probes` other neighbours to ping it; no
+/// ack through them either makes the peer *suspect*, and a suspect that stays silent for
+/// `suspect_timeout` is *down*.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshPolicy {
+    /// Time between two probes of this node (one neighbour per probe).
+    #[serde(with = "crate::serde_duration")]
+    pub probe_interval: Duration,
+    /// How long a direct probe waits for its ack.
+    #[serde(with = "crate::serde_duration")]
+    pub probe_timeout: Duration,
+    /// Neighbours asked to probe a silent peer (SWIM's k).
+    pub indirect_probes: u32,
+    /// How long a suspect peer has to answer before it is declared down.
+    #[serde(with = "crate::serde_duration")]
+    pub suspect_timeout: Duration,
+    /// Interval between key updates of an encrypted link (forward secrecy).
+    #[serde(with = "crate::serde_duration")]
+    pub rekey_interval: Duration,
+}
+
+impl Default for MeshPolicy {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(100),
+            indirect_probes: 3,
+            suspect_timeout: Duration::from_millis(800),
+            rekey_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The node's policy: everything the MAPE-K loop reads each cycle.
 ///
 /// ```
@@ -180,6 +217,8 @@ pub struct Policy {
     pub critical_needs_vote: bool,
     /// Most heals the node runs in one cycle; the rest wait for the next cycle.
     pub max_heals_per_cycle: u32,
+    /// Failure detection and link timings.
+    pub mesh: MeshPolicy,
 }
 
 impl Default for Policy {
@@ -192,6 +231,7 @@ impl Default for Policy {
             statistical: StatisticalPolicy::default(),
             critical_needs_vote: false,
             max_heals_per_cycle: 4,
+            mesh: MeshPolicy::default(),
         }
     }
 }
@@ -277,6 +317,29 @@ impl Policy {
                     problem: format!("must be at most {max_text}"),
                 });
             }
+        }
+        let m = &self.mesh;
+        for (field, v, max, max_text) in [
+            ("mesh.probe_interval", m.probe_interval, HOUR, "1 hour"),
+            ("mesh.probe_timeout", m.probe_timeout, HOUR, "1 hour"),
+            ("mesh.suspect_timeout", m.suspect_timeout, DAY, "1 day"),
+            ("mesh.rekey_interval", m.rekey_interval, 7 * DAY, "7 days"),
+        ] {
+            if v.is_zero() {
+                return bad(field, "must be positive");
+            }
+            if v > max {
+                return Err(PolicyError::BadValue {
+                    field,
+                    problem: format!("must be at most {max_text}"),
+                });
+            }
+        }
+        if m.probe_timeout > m.probe_interval {
+            return bad("mesh.probe_timeout", "must not exceed mesh.probe_interval");
+        }
+        if m.indirect_probes > 16 {
+            return bad("mesh.indirect_probes", "must be at most 16");
         }
         if self.intervals.verify_poll.is_zero() {
             return bad("intervals.verify_poll", "must be positive");
