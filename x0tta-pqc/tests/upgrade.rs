@@ -233,3 +233,124 @@ async fn a_swarm_without_the_pq_binding_cannot_connect() {
     assert!(refused, "a Noise-only peer got a connection");
     assert!(rb.is_empty());
 }
+
+/// A TLS client that offers only classical X25519: the PQ upgrade must refuse it.
+#[tokio::test]
+async fn a_classical_key_exchange_is_refused_unless_allowed() {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AcceptAny;
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            vec![
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                SignatureScheme::ED25519,
+            ]
+        }
+    }
+
+    /// Presents the libp2p certificate (rustls' own check rejects its critical extension).
+    #[derive(Debug)]
+    struct OneCert(Arc<rustls::sign::CertifiedKey>);
+    impl rustls::client::ResolvesClientCert for OneCert {
+        fn resolve(
+            &self,
+            _: &[&[u8]],
+            _: &[SignatureScheme],
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    let (a, b) = (node("a"), node("b"));
+    let (cert, key) = libp2p::tls::certificate::generate(&a.libp2p_keypair()).unwrap();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .kx_groups
+        .retain(|g| g.name() == rustls::NamedGroup::X25519);
+    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_client_cert_resolver(Arc::new(OneCert(Arc::new(
+            rustls::sign::CertifiedKey::new(
+                vec![cert],
+                rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).unwrap(),
+            ),
+        ))));
+    client.alpn_protocols = vec![b"libp2p".to_vec()];
+    let client = Arc::new(client);
+
+    for allow in [false, true] {
+        let cb = Config::new(&b).unwrap().allow_classical_key_exchange(allow);
+        let (x, y) = tokio::io::duplex(64 * 1024);
+        let info = cb.protocol_info().next().unwrap();
+        let server = cb.clone().upgrade_inbound(y.compat(), info);
+        let name = ServerName::IpAddress(std::net::IpAddr::from([0, 0, 0, 0]).into());
+        let dialer = async {
+            let tls = futures_rustls::TlsConnector::from(client.clone())
+                .connect(name, x.compat())
+                .await;
+            // Keep the client side open (it never sends the PQ messages) until the server
+            // has decided; a short wait is enough for the check that comes first.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tls
+        };
+        let (res, tls) =
+            futures::join!(tokio::time::timeout(Duration::from_secs(2), server), dialer);
+        assert!(tls.is_ok(), "classical TLS itself completes");
+        match (allow, res) {
+            (
+                false,
+                Ok(Err(UpgradeError::Handshake(HandshakeError::ClassicalKeyExchange { group }))),
+            ) => assert!(group.contains("X25519"), "{group}"),
+            (false, other) => panic!("classical key exchange not refused: {other:?}"),
+            // Allowed: TLS passes the check and the server waits for the PQ Hello instead.
+            (true, Err(_elapsed)) => {}
+            (true, Ok(r)) => assert!(
+                !matches!(
+                    r,
+                    Err(UpgradeError::Handshake(
+                        HandshakeError::ClassicalKeyExchange { .. }
+                    ))
+                ),
+                "{r:?}"
+            ),
+        }
+    }
+}
