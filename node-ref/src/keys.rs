@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use x0tta_core::Verdict;
-use x0tta_pqc::{MlDsa65Keypair, MlDsa65PublicKey};
+use x0tta_pqc::{MlDsa65Keypair, MlDsa65PublicKey, NodeIdentity, SpiffeId};
 
 /// Longest input `sign`/`verify` read, bytes (policies and proposals are small).
 const MAX_INPUT: u64 = 64 << 20;
@@ -50,6 +50,23 @@ pub(crate) fn generate(out: &Path) -> Result<()> {
         out.display(),
         MlDsa65Keypair::SECRET_KEY_FILE
     );
+    Ok(())
+}
+
+pub(crate) fn generate_identity(out: &Path, spiffe: &str) -> Result<()> {
+    let spiffe: SpiffeId = spiffe.parse()?;
+    let fresh = !out.join(MlDsa65Keypair::SECRET_KEY_FILE).exists();
+    let id = NodeIdentity::load_or_generate(out, &spiffe)
+        .with_context(|| format!("writing the identity in {}", out.display()))?;
+    println!(
+        "{} identity in {}: files mldsa65.sk mldsa65.pk ed25519.sk mlkem768.sk (0600), {} (public record, {} bytes)",
+        if fresh { "new" } else { "existing keys," },
+        out.display(),
+        NodeIdentity::RECORD_FILE,
+        id.record().to_bytes().len()
+    );
+    println!("node id (libp2p PeerId): {}", id.node_id());
+    println!("spiffe id: {}", id.spiffe_id());
     Ok(())
 }
 

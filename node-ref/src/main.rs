@@ -128,11 +128,16 @@ enum IncidentsCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Generate a key pair: DIR/mldsa65.pk (raw FIPS 204) and DIR/mldsa65.sk (0600).
+    /// Generate a key pair: DIR/mldsa65.pk (raw FIPS 204) and DIR/mldsa65.sk (0600). With
+    /// --spiffe, the whole node identity: also DIR/ed25519.sk, DIR/mlkem768.sk and the record
+    /// DIR/identity.rec binding them, signed with both signature keys.
     Gen {
         /// Directory to write (created 0700 if missing; existing keys are never overwritten).
         #[arg(long)]
         out: PathBuf,
+        /// SPIFFE id of the node (spiffe://<trust-domain>/<name>): write a full identity.
+        #[arg(long)]
+        spiffe: Option<String>,
     },
     /// Sign a file (detached signature, raw 3309 bytes).
     Sign {
@@ -215,7 +220,10 @@ fn real_main() -> anyhow::Result<()> {
             Command::ExportCar { config, out } => incidents::export_car(&config, &out).await,
             Command::ImportCar { config, input } => incidents::import_car(&config, &input).await,
             Command::Keys { command } => match command {
-                KeysCommand::Gen { out } => keys::generate(&out),
+                KeysCommand::Gen { out, spiffe } => match spiffe {
+                    Some(id) => keys::generate_identity(&out, &id),
+                    None => keys::generate(&out),
+                },
                 KeysCommand::Sign {
                     key,
                     input,

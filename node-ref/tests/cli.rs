@@ -446,3 +446,41 @@ fn demo_governance_changes_every_honest_nodes_policy() {
             .success()
     );
 }
+
+#[test]
+fn keys_gen_with_spiffe_writes_a_full_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("id");
+    let out_s = out.to_str().unwrap();
+    let o = x0tta(&[
+        "keys",
+        "gen",
+        "--out",
+        out_s,
+        "--spiffe",
+        "spiffe://mesh.example/node/a",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("node id (libp2p PeerId): 12D3KooW"),
+        "{}",
+        text(&o)
+    );
+    for f in [
+        "mldsa65.sk",
+        "mldsa65.pk",
+        "ed25519.sk",
+        "mlkem768.sk",
+        "identity.rec",
+    ] {
+        let mode = std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let record = std::fs::read(out.join("identity.rec")).unwrap();
+    let record = x0tta_pqc::IdentityRecord::from_bytes(&record).unwrap();
+    assert_eq!(record.spiffe_id().as_str(), "spiffe://mesh.example/node/a");
+    // A bad SPIFFE id is a clear error.
+    let bad = x0tta(&["keys", "gen", "--out", out_s, "--spiffe", "https://x/y"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("spiffe://"), "{}", text(&bad));
+}
