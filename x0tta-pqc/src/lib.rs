@@ -35,8 +35,17 @@
 //! does not compile (a `compile_error!` says which features to enable). Contexts longer than
 //! 255 bytes are refused here under every backend, because the C code does not report them.
 //!
-//! Not here yet: Ed25519 hybrid signatures, identity records, key rotation and the libp2p
-//! security upgrade (DESIGN §5).
+//! **Identity and links** (DESIGN §5, docs/SECURITY_MODEL.md):
+//!
+//! - [`NodeIdentity`]: Ed25519 (the libp2p PeerId, hence the [`NodeId`](x0tta_core::NodeId)),
+//!   ML-DSA-65 and a static ML-KEM-768 key, bound to a [`SpiffeId`] by an
+//!   [`IdentityRecord`] both signature keys sign; kept in a key directory
+//!   ([`NodeIdentity::load_or_generate`]). It signs with ML-DSA-65 ([`x0tta_core::Signer`]) or
+//!   hybrid ML-DSA-65 + Ed25519 ([`NodeIdentity::hybrid`]); [`IdentityRing`] verifies both.
+//! - [`handshake`]: the sans-I/O PQ authentication exchange bound to a TLS exporter (ML-DSA-65
+//!   on first contact, ML-KEM-768 proof of possession once a peer's record is cached).
+//! - `upgrade` (feature `libp2p`): the libp2p security upgrade `/x0tta/pq/1.0.0` — TLS 1.3
+//!   with X25519MLKEM768 required, plus that exchange — for `SwarmBuilder::with_tcp`.
 //!
 //! # Example
 //!
