@@ -436,6 +436,12 @@ impl<C> PqStream<C> {
             .map(|g| g.name())
     }
 
+    /// Whether TLS ran a full handshake or resumed an earlier session (a resumed one still
+    /// runs a fresh X25519MLKEM768 exchange: rustls resumes only in `psk_dhe_ke` mode).
+    pub fn tls_handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.common_state().handshake_kind()
+    }
+
     /// Updates the traffic keys now if the rekey interval has passed.
     fn maybe_rekey(&mut self) -> io::Result<()> {
         if self.last_rekey.elapsed() < self.rekey_interval {

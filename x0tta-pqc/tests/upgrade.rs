@@ -63,6 +63,11 @@ async fn upgrade_authenticates_both_ways_and_resumes_with_kem() {
 
     // Second connection: records are cached, both sides prove possession of their ML-KEM key.
     let (out, inb) = connect(&ca, &cb).await;
+    // TLS resumed the earlier session (still with a fresh X25519MLKEM768 exchange).
+    assert_eq!(
+        out.as_ref().unwrap().1.tls_handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     assert_eq!(out.unwrap().1.auth_mode(), Some(AuthMode::KemResumed));
     assert_eq!(inb.unwrap().1.auth_mode(), Some(AuthMode::KemResumed));
 }

@@ -1,4 +1,5 @@
-//! The PQClean backend: `pqcrypto-mlkem`'s portable C code (built without AVX2/NEON).
+//! The PQClean backend: `pqcrypto-mlkem`'s C code — AVX2 where the CPU has it (detected at run
+//! time; it passes every ML-KEM vector in the test suite), portable C elsewhere; no NEON.
 //!
 //! Takes bytes the parent module has already checked; does no input checks of its own
 //! because the C code has none to offer. pqcrypto's key and secret types are plain `Copy`
