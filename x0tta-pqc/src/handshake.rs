@@ -120,10 +120,10 @@ pub enum HandshakeError {
     /// The record names another PeerId than the one TLS authenticated.
     #[error("identity record is for {record}, but the TLS peer is {tls}")]
     PeerIdMismatch {
-        /// PeerId of the TLS certificate.
-        tls: PeerId,
-        /// PeerId of the record.
-        record: PeerId,
+        /// PeerId of the TLS certificate (base58).
+        tls: String,
+        /// PeerId of the record (base58).
+        record: String,
     },
     /// The peer presents another ML-DSA-65 key than the one cached for it.
     #[error("peer {0} presents a different ML-DSA-65 key than the one on record")]
@@ -339,8 +339,8 @@ impl Handshake {
                 let record = IdentityRecord::from_bytes(&record)?;
                 if record.peer_id() != self.remote {
                     return Err(HandshakeError::PeerIdMismatch {
-                        tls: self.remote,
-                        record: record.peer_id(),
+                        tls: self.remote.to_base58(),
+                        record: record.peer_id().to_base58(),
                     });
                 }
                 if let Some(known) = known.or(self.challenged.as_ref().map(|(r, _)| r))

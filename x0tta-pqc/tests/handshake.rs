@@ -1,6 +1,7 @@
 //! The PQ authentication exchange, sans I/O: first contact, KEM-resumed steady state, and
 //! every refusal the issue names (wrong identity, tampered transcript, truncated / oversized
 //! messages, replay), each a typed error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use x0tta_pqc::handshake::{

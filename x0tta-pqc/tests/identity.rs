@@ -1,4 +1,5 @@
 //! Identity records, SPIFFE ids, hybrid signatures and identity key files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
 

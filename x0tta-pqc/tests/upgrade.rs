@@ -1,5 +1,6 @@
 //! The `/x0tta/pq/1.0.0` libp2p security upgrade: over an in-memory pipe, and in two real
 //! Swarms on 127.0.0.1 that ping each other.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
