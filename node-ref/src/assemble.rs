@@ -8,27 +8,35 @@ use x0tta_core::config::{NodeConfig, load_plans_dir, load_policy};
 use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
-use x0tta_core::memory::MemoryNetwork;
 use x0tta_core::{Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
 use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge};
-use x0tta_pqc::{MlDsa65Keypair, MlDsa65Signer};
+use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
+use x0tta_pqc::{NodeIdentity, SpiffeId};
 
-/// A node and the supervisor of its services.
+/// A node, the supervisor of its services, and its mesh transport.
 pub(crate) struct Assembled {
     pub(crate) node: Node,
     pub(crate) supervisor: Supervisor,
+    pub(crate) mesh: P2pTransport,
 }
 
 /// Builds the reference node described by `cfg` (loaded from `config_path`).
 ///
-/// Memory is the durable redb store in `storage.path/knowledge.redb`; the transport is
-/// x0tta-core's in-process one until x0tta-mesh lands (the caller says so to the operator).
+/// The identity is `identity.key_dir` (Ed25519 + ML-DSA-65 + ML-KEM-768, created on first
+/// start); the node id is its libp2p PeerId. Memory is the durable redb store in
+/// `storage.path/knowledge.redb`; the transport is x0tta-mesh's libp2p one (TCP with the
+/// `/x0tta/pq/1.0.0` upgrade) configured by `network`.
 pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
     let n = &cfg.node_config;
-    let id = cfg.node_id().context("node_config.identity.name")?;
-    let keys = MlDsa65Keypair::load_or_generate(&n.identity.key_dir)
-        .with_context(|| format!("node keys in {}", n.identity.key_dir.display()))?;
-    let signer: Arc<dyn Signer> = Arc::new(MlDsa65Signer::new(id.clone(), keys));
+    let spiffe: SpiffeId = n
+        .identity
+        .spiffe_id()
+        .parse()
+        .context("node_config.identity (name and trust_domain form the SPIFFE id)")?;
+    let identity = NodeIdentity::load_or_generate(&n.identity.key_dir, &spiffe)
+        .with_context(|| format!("node identity in {}", n.identity.key_dir.display()))?;
+    let signer: Arc<dyn Signer> = Arc::new(identity.clone());
+    let mesh = start_mesh(&identity, cfg).await?;
 
     std::fs::create_dir_all(&n.storage.path)
         .with_context(|| format!("creating {}", n.storage.path.display()))?;
@@ -40,9 +48,8 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
     .with_embedder(Arc::new(LexicalEmbedder))
     .await?;
     let supervisor = Supervisor::new(cfg.services.clone())?;
-    let network = MemoryNetwork::new();
     let mut b = Node::builder()
-        .transport(Arc::new(network.join(id)))
+        .transport(Arc::new(mesh.clone()))
         .knowledge(Arc::new(knowledge))
         .signer(signer.clone())
         .embedder(Arc::new(LexicalEmbedder))
@@ -66,5 +73,34 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
     Ok(Assembled {
         node: b.build()?,
         supervisor,
+        mesh,
     })
+}
+
+/// Starts the libp2p transport described by `network` (listen, bootstrap list, mDNS,
+/// connection limit) with the failure-detection timings of the policy.
+async fn start_mesh(identity: &NodeIdentity, cfg: &NodeConfig) -> Result<P2pTransport> {
+    let net = &cfg.node_config.network;
+    let mut listen = Vec::new();
+    for a in &net.listen {
+        listen
+            .push(a.parse().with_context(|| {
+                format!("node_config.network.listen: {a:?} is not a multiaddr")
+            })?);
+    }
+    let bootstrap = match &net.bootstrap {
+        Some(path) => load_bootstrap(path).context("node_config.network.bootstrap")?,
+        None => Vec::new(),
+    };
+    let policy = &cfg.node_config.mapk;
+    let config = P2pConfig {
+        listen,
+        bootstrap,
+        mdns: net.mdns,
+        mesh: policy.mesh.clone(),
+        min_neighbours: policy.thresholds.min_neighbours.max(3) as usize,
+        max_connections: net.max_connections,
+        ..P2pConfig::default()
+    };
+    Ok(P2pTransport::start(identity, config).await?)
 }

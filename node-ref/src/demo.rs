@@ -20,6 +20,8 @@ pub(crate) enum Scenario {
     Heal,
     /// Nodes (a third of them Byzantine) vote the seed's proposal into every node's policy.
     Governance,
+    /// Real node processes form a libp2p mesh; one is SIGKILLed, detected, and restarted.
+    Mesh,
 }
 
 /// The whole demo must finish within this.
@@ -250,6 +252,7 @@ async fn http_get(url: &str) -> Result<()> {
 
 pub(crate) async fn demo(scenario: Scenario, nodes: usize) -> Result<()> {
     match scenario {
+        Scenario::Mesh => crate::demo_mesh::demo(nodes).await,
         Scenario::Governance => {
             match tokio::time::timeout(DEMO_LIMIT, crate::demo_governance::run(nodes)).await {
                 Ok(r) => r,

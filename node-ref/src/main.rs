@@ -4,6 +4,7 @@
 mod assemble;
 mod demo;
 mod demo_governance;
+mod demo_mesh;
 mod demo_service;
 mod incidents;
 mod init;
@@ -59,9 +60,9 @@ enum Command {
         /// Scenario.
         #[arg(value_enum, default_value_t = demo::Scenario::Heal)]
         scenario: demo::Scenario,
-        /// Nodes in the governance scenario.
-        #[arg(long, default_value_t = 7)]
-        nodes: usize,
+        /// Nodes in the governance (default 7) and mesh (default 5) scenarios.
+        #[arg(long)]
+        nodes: Option<usize>,
     },
     /// ML-DSA-65 keys and detached signatures (offline signing of policies and proposals).
     Keys {
@@ -208,7 +209,14 @@ fn real_main() -> anyhow::Result<()> {
             } => init::init(&config, &name, bootstrap, force),
             Command::Run { config } => run::run(&config).await,
             Command::Status { config } => run::status(&config),
-            Command::Demo { scenario, nodes } => demo::demo(scenario, nodes).await,
+            Command::Demo { scenario, nodes } => {
+                let nodes = nodes.unwrap_or(if scenario == demo::Scenario::Mesh {
+                    5
+                } else {
+                    7
+                });
+                demo::demo(scenario, nodes).await
+            }
             Command::DemoService { port } => demo_service::serve(port).await,
             Command::Incidents { config, command } => match command {
                 IncidentsCommand::List { limit } => incidents::list(&config, limit).await,

@@ -7,18 +7,59 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use x0tta_core::config::NodeConfig;
-use x0tta_core::{NodeEvent, NodeStatus, Timestamp};
+use x0tta_core::{MeshEvent, Neighbour, NodeEvent, NodeStatus, PeerState, Timestamp, Transport};
+use x0tta_mesh::p2p::{HEARTBEAT_TOPIC, P2pTransport};
 
 use crate::assemble::assemble;
 
-/// What `run` leaves in `<storage>/status.json` for `status` to read.
+/// What `run` leaves in `<storage>/status.json` for `status` (and `demo mesh`) to read.
 #[derive(Debug, Serialize, Deserialize)]
-struct StatusFile {
-    node: String,
-    pid: u32,
-    updated_at: Timestamp,
-    status: NodeStatus,
-    services: Vec<(String, Option<u32>)>,
+pub(crate) struct StatusFile {
+    pub(crate) node: String,
+    pub(crate) pid: u32,
+    pub(crate) updated_at: Timestamp,
+    pub(crate) status: NodeStatus,
+    pub(crate) services: Vec<(String, Option<u32>)>,
+    /// Listen addresses, with `/p2p/<peer id>`.
+    #[serde(default)]
+    pub(crate) listen: Vec<String>,
+    /// The neighbour table.
+    #[serde(default)]
+    pub(crate) neighbours: Vec<Neighbour>,
+    /// Transport counters.
+    #[serde(default)]
+    pub(crate) mesh: MeshCounters,
+}
+
+impl StatusFile {
+    /// Ids of the neighbours failure detection holds up.
+    pub(crate) fn up_neighbours(&self) -> impl Iterator<Item = &str> {
+        self.neighbours
+            .iter()
+            .filter(|n| n.state == PeerState::Up)
+            .map(|n| n.id.as_str())
+    }
+}
+
+/// Transport counters in the status file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MeshCounters {
+    pub(crate) connections: usize,
+    pub(crate) gossip_received: u64,
+    pub(crate) gossip_dropped: u64,
+    pub(crate) last_recovery_ms: Option<u64>,
+}
+
+/// One line of `<storage>/mesh-events.jsonl`: a mesh event or a received heartbeat.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MeshLogEntry {
+    /// Wall clock, ms since the epoch.
+    pub(crate) at_ms: i64,
+    /// `peer_up`, `peer_suspect`, `peer_down`, `partitioned`, `healed`, `heartbeat`.
+    pub(crate) event: String,
+    pub(crate) peer: Option<String>,
+    /// For heartbeats: sender's timestamp to arrival.
+    pub(crate) latency_ms: Option<f64>,
 }
 
 fn status_path(cfg: &NodeConfig) -> std::path::PathBuf {
@@ -29,10 +70,9 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let a = assemble(&cfg, Some(config)).await?;
-    warn!(
-        "mesh transport: in-process only (x0tta-mesh not yet wired); knowledge: in memory, not durable"
-    );
     a.supervisor.start_all().await?;
+    let storage = cfg.node_config.storage.path.clone();
+    tokio::spawn(log_mesh(a.mesh.clone(), storage.join("mesh-events.jsonl")));
     let handle = a.node.handle();
     let mut events = handle.subscribe();
     let mut task = tokio::spawn(a.node.run());
@@ -69,12 +109,21 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                         let pid = a.supervisor.pid(&name).await;
                         services.push((name, pid));
                     }
+                    let stats = a.mesh.stats();
                     let file = StatusFile {
                         node: handle.id().to_string(),
                         pid: std::process::id(),
                         updated_at: Timestamp::now(),
                         status: handle.status(),
                         services,
+                        listen: a.mesh.listen_addrs().iter().map(ToString::to_string).collect(),
+                        neighbours: a.mesh.neighbours().await,
+                        mesh: MeshCounters {
+                            connections: stats.connections,
+                            gossip_received: stats.gossip_received,
+                            gossip_dropped: stats.gossip_dropped,
+                            last_recovery_ms: stats.last_recovery_ms,
+                        },
                     };
                     let tmp = path.with_extension("json.tmp");
                     if let Err(e) = std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).and_then(|()| std::fs::rename(&tmp, &path)) {
@@ -94,10 +143,78 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
         }
     }
     info!("stopping");
+    a.mesh.shutdown().await;
     handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     a.supervisor.stop_all().await;
     Ok(())
+}
+
+/// Interval of the mesh heartbeat each node gossips (presence and gossip latency).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Appends every mesh event and received heartbeat to `path` (JSON lines), and gossips this
+/// node's own heartbeat. Runs until the transport closes.
+async fn log_mesh(mesh: P2pTransport, path: std::path::PathBuf) {
+    use std::io::Write as _;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    let Ok(mut file) = file else {
+        warn!("cannot open {}", path.display());
+        return;
+    };
+    let mut write = move |e: MeshLogEntry| {
+        if let Ok(line) = serde_json::to_string(&e) {
+            let _ = writeln!(file, "{line}");
+        }
+    };
+    let mut events = mesh.events();
+    let Ok(mut beats) = mesh.subscribe(HEARTBEAT_TOPIC).await else {
+        return;
+    };
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                seq += 1;
+                let beat = serde_json::json!({ "seq": seq, "sent_ms": now_ms() });
+                let _ = mesh.publish(HEARTBEAT_TOPIC, beat.to_string().into_bytes()).await;
+            }
+            ev = events.next() => {
+                let Some(ev) = ev else { break };
+                let (event, peer) = match ev {
+                    MeshEvent::PeerUp(p) => ("peer_up", Some(p.to_string())),
+                    MeshEvent::PeerSuspect(p) => ("peer_suspect", Some(p.to_string())),
+                    MeshEvent::PeerDown(p) => ("peer_down", Some(p.to_string())),
+                    MeshEvent::Partitioned { .. } => ("partitioned", None),
+                    MeshEvent::Healed => ("healed", None),
+                    _ => continue,
+                };
+                write(MeshLogEntry { at_ms: now_ms(), event: event.into(), peer, latency_ms: None });
+            }
+            msg = beats.next() => {
+                let Some(msg) = msg else { break };
+                let sent = serde_json::from_slice::<serde_json::Value>(&msg.payload)
+                    .ok()
+                    .and_then(|v| v.get("sent_ms").and_then(serde_json::Value::as_i64));
+                if let Some(sent) = sent {
+                    write(MeshLogEntry {
+                        at_ms: now_ms(),
+                        event: "heartbeat".into(),
+                        peer: Some(msg.from.to_string()),
+                        latency_ms: Some((now_ms() - sent) as f64),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(Timestamp::now().as_millis()).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn status(config: &Path) -> Result<()> {
@@ -128,6 +245,25 @@ pub(crate) fn status(config: &Path) -> Result<()> {
         "heals       {} ok, {} failed, {} escalated",
         f.status.heals_succeeded, f.status.heals_failed, f.status.escalations
     );
+    for addr in &f.listen {
+        println!("listen      {addr}");
+    }
+    println!(
+        "mesh        {} connections, {} gossip received",
+        f.mesh.connections, f.mesh.gossip_received
+    );
+    for n in &f.neighbours {
+        let rtt = n.rtt_ms.map_or("-".to_string(), |r| format!("{r:.1} ms"));
+        let offset = n
+            .clock_offset_ms
+            .map_or("-".to_string(), |o| format!("{o:+} ms"));
+        println!(
+            "neighbour   {} {:?} rtt {rtt} loss {:.0}% clock {offset}",
+            n.id,
+            n.state,
+            n.loss * 100.0
+        );
+    }
     for (name, pid) in f.services {
         match pid {
             Some(p) => println!("service     {name}: running (pid {p})"),
