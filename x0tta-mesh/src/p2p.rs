@@ -1170,24 +1170,26 @@ impl Driver {
                     }
                 }
             }
-            BehaviourEvent::Swim(request_response::Event::Message { peer, message, .. }) => {
-                if let request_response::Message::Request {
-                    request, channel, ..
-                } = message
-                {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .swim
-                        .send_response(channel, Vec::new());
-                    match SwimMessage::decode(&request) {
-                        Ok(msg) => {
-                            self.swim
-                                .on_message(node_id_of(&peer), msg, Instant::now(), wall_ms());
-                            self.drain_swim();
-                        }
-                        Err(e) => debug!(%peer, error = %e, "bad swim message"),
+            BehaviourEvent::Swim(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .swim
+                    .send_response(channel, Vec::new());
+                match SwimMessage::decode(&request) {
+                    Ok(msg) => {
+                        self.swim
+                            .on_message(node_id_of(&peer), msg, Instant::now(), wall_ms());
+                        self.drain_swim();
                     }
+                    Err(e) => debug!(%peer, error = %e, "bad swim message"),
                 }
             }
             BehaviourEvent::Sync(ev) => self.on_rpc(Rpc::Sync, ev),

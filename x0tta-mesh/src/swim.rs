@@ -223,7 +223,12 @@ struct Relay {
 ///         if let SwimOutput::Event(e) = out { events.push(e); }
 ///     }
 /// }
-/// assert_eq!(events, vec![MeshEvent::PeerSuspect(b.clone()), MeshEvent::PeerDown(b)]);
+/// // Its only peer silent: the node also reports itself cut off.
+/// assert_eq!(events, vec![
+///     MeshEvent::PeerSuspect(b.clone()),
+///     MeshEvent::Partitioned { reachable: 0 },
+///     MeshEvent::PeerDown(b),
+/// ]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -518,12 +523,13 @@ impl Swim {
     /// Advances timers: probe schedule, indirect probes, suspicion and down verdicts.
     pub fn tick(&mut self, now: Instant, wall_ms: i64) {
         // The running probe.
-        if let Some(probe) = &mut self.probe {
-            if !probe.indirect_sent && now >= probe.direct_deadline {
-                probe.indirect_sent = true;
-                let (target, seq) = (probe.target.clone(), probe.seq);
-                self.ask_others(&target, seq);
-            }
+        if let Some(probe) = &mut self.probe
+            && !probe.indirect_sent
+            && now >= probe.direct_deadline
+        {
+            probe.indirect_sent = true;
+            let (target, seq) = (probe.target.clone(), probe.seq);
+            self.ask_others(&target, seq);
         }
         if self.probe.as_ref().is_some_and(|p| now >= p.period_end)
             && let Some(probe) = self.probe.take()

@@ -223,14 +223,14 @@ impl YggdrasilAdmin {
                     s.write_all(body.as_bytes()).await.map_err(io)?;
                     read_answer(&mut s)
                         .await
-                        .map_err(|e| e.unwrap_or_else(|e| io(e)))?
+                        .map_err(|e| e.unwrap_or_else(&io))?
                 }
                 AdminEndpoint::Tcp(addr) => {
                     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
                     s.write_all(body.as_bytes()).await.map_err(io)?;
                     read_answer(&mut s)
                         .await
-                        .map_err(|e| e.unwrap_or_else(|e| io(e)))?
+                        .map_err(|e| e.unwrap_or_else(&io))?
                 }
             };
             Ok::<_, YggdrasilError>(raw)

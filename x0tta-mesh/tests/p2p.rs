@@ -1,5 +1,6 @@
 //! Real libp2p transports on 127.0.0.1 in one process: discovery from one bootstrap entry,
 //! gossip to all, request-response, isolation, size limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -280,7 +280,7 @@ fn five_percent_loss_for_a_simulated_ten_minutes_downs_no_one() {
         net.run(Duration::from_millis(10));
         net.queue.retain(|_| {
             counter += 1;
-            counter % 20 != 0
+            !counter.is_multiple_of(20)
         });
     }
     let downs: Vec<_> = net
