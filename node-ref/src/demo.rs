@@ -16,6 +16,8 @@ use crate::init::DEFAULT_PLANS;
 /// A demo scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Scenario {
+    /// Everything below in turn: the mesh, healing, then governance.
+    All,
     /// A supervised service is killed, then made to hog memory; the node heals both.
     Heal,
     /// Nodes (a third of them Byzantine) vote the seed's proposal into every node's policy.
@@ -252,6 +254,16 @@ async fn http_get(url: &str) -> Result<()> {
 
 pub(crate) async fn demo(scenario: Scenario, nodes: usize) -> Result<()> {
     match scenario {
+        Scenario::All => {
+            println!("== demo 1/3: mesh ==");
+            Box::pin(demo(Scenario::Mesh, 5)).await?;
+            println!("\n== demo 2/3: heal ==");
+            Box::pin(demo(Scenario::Heal, 1)).await?;
+            println!("\n== demo 3/3: governance ==");
+            Box::pin(demo(Scenario::Governance, 7)).await?;
+            println!("summary: scenario=all passed=true");
+            Ok(())
+        }
         Scenario::Mesh => crate::demo_mesh::demo(nodes).await,
         Scenario::Governance => {
             match tokio::time::timeout(DEMO_LIMIT, crate::demo_governance::run(nodes)).await {

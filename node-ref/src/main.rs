@@ -58,7 +58,7 @@ enum Command {
     /// Run a self-contained scenario on embedded defaults and print what the node does.
     Demo {
         /// Scenario.
-        #[arg(value_enum, default_value_t = demo::Scenario::Heal)]
+        #[arg(value_enum, default_value_t = demo::Scenario::All)]
         scenario: demo::Scenario,
         /// Nodes in the governance (default 7) and mesh (default 5) scenarios.
         #[arg(long)]

@@ -40,7 +40,7 @@ fn start_node() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) 
 #[test]
 fn demo_heals_both_faults_and_prints_a_summary() {
     let started = Instant::now();
-    let out = x0tta(&["demo"]);
+    let out = x0tta(&["demo", "heal"]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     for phase in [
@@ -483,4 +483,36 @@ fn keys_gen_with_spiffe_writes_a_full_identity() {
     let bad = x0tta(&["keys", "gen", "--out", out_s, "--spiffe", "https://x/y"]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("spiffe://"), "{}", text(&bad));
+}
+
+/// Five node processes on 127.0.0.1 find each other from one bootstrap entry, gossip reaches
+/// all, one is SIGKILLed and every other marks it down with no false PeerDown, and it
+/// restarts and rejoins (the demo checks each of these and fails otherwise).
+#[test]
+fn demo_mesh_detects_a_killed_node_and_it_rejoins() {
+    let out = x0tta(&["demo", "mesh", "--nodes", "5"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let summary = all
+        .lines()
+        .find(|l| l.starts_with("summary: scenario=mesh"))
+        .expect("summary line");
+    let field = |k: &str| -> f64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {summary}"))
+    };
+    assert_eq!(field("nodes"), 5.0);
+    assert_eq!(field("false_downs"), 0.0, "{all}");
+    // Generous bounds for a loaded CI machine; the figures themselves go to PERFORMANCE.md.
+    assert!(field("mttd_ms") < 5000.0, "{summary}");
+    assert!(field("gossip_p99_ms").is_finite(), "{summary}");
+    assert!(all.contains("all 4 survivors marked node-4 down"), "{all}");
+    assert!(all.contains("restarted and rejoined"), "{all}");
+    // Bad input: a clear error, not a panic.
+    let bad = x0tta(&["demo", "mesh", "--nodes", "1"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("3 to 32 nodes"), "{}", text(&bad));
 }
