@@ -1270,3 +1270,55 @@ fn wall_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures::io::Cursor;
+    use proptest::prelude::*;
+
+    use super::{read_bounded, write_bounded};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    proptest! {
+        /// Whatever bytes a peer sends as a request or response, the reader returns a message
+        /// within the limit or an error — never a panic, never a buffer beyond the limit.
+        #[test]
+        fn framed_reads_of_arbitrary_bytes_are_bounded(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            max in 0usize..1024,
+        ) {
+            let mut io = Cursor::new(bytes);
+            if let Ok(msg) = block_on(read_bounded(&mut io, max)) {
+                prop_assert!(msg.len() <= max);
+            }
+        }
+
+        /// A frame written is read back whole; an oversized one is refused on both sides.
+        #[test]
+        fn frames_round_trip(msg in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut io = Cursor::new(Vec::new());
+            let wrote = block_on(write_bounded(&mut io, &msg, 512));
+            prop_assert_eq!(wrote.is_ok(), msg.len() <= 512);
+            if wrote.is_ok() {
+                let mut back = Cursor::new(io.into_inner());
+                prop_assert_eq!(block_on(read_bounded(&mut back, 512)).unwrap(), msg);
+            }
+        }
+    }
+
+    #[test]
+    fn an_announced_length_beyond_the_limit_is_refused_before_reading() {
+        let mut frame = u32::MAX.to_be_bytes().to_vec();
+        frame.extend_from_slice(b"short");
+        let err = block_on(read_bounded(&mut Cursor::new(frame), 1 << 20)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+}
