@@ -11,6 +11,13 @@ fn x0tta(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// The demos start many processes and time what they do: they run one at a time, so their
+/// figures are not skewed by each other (other tests still run beside them).
+fn one_demo_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static DEMOS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DEMOS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -39,6 +46,7 @@ fn start_node() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) 
 
 #[test]
 fn demo_heals_both_faults_and_prints_a_summary() {
+    let _serial = one_demo_at_a_time();
     let started = Instant::now();
     let out = x0tta(&["demo", "heal"]);
     let all = text(&out);
@@ -433,6 +441,7 @@ fn incidents_are_kept_listed_searched_and_moved_as_car() {
 
 #[test]
 fn demo_governance_changes_every_honest_nodes_policy() {
+    let _serial = one_demo_at_a_time();
     // 31 nodes, 10 Byzantine: forgers, equivocators and late voters in turn.
     let out = x0tta(&["demo", "governance", "--nodes", "31"]);
     let all = text(&out);
@@ -496,6 +505,7 @@ fn keys_gen_with_spiffe_writes_a_full_identity() {
 /// restarts and rejoins (the demo checks each of these and fails otherwise).
 #[test]
 fn demo_mesh_detects_a_killed_node_and_it_rejoins() {
+    let _serial = one_demo_at_a_time();
     let out = x0tta(&["demo", "mesh", "--nodes", "5"]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
