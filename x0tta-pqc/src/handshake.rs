@@ -24,6 +24,7 @@
 //! [`HandshakeError`]. docs/SECURITY_MODEL.md explains the construction and threat model.
 
 use libp2p_identity::PeerId;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha3::{Digest, Sha3_256};
 use x0tta_core::NodeId;
@@ -403,8 +404,8 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_ipld_dagcbor::to_vec(value).unwrap_or_default()
 }
 
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, HandshakeError> {
-    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| HandshakeError::Malformed(e.to_string()))
+fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, HandshakeError> {
+    crate::identity::decode_canonical(bytes).map_err(HandshakeError::Malformed)
 }
 
 /// Decodes a Hello or Proof the way [`Handshake`] does, without any keys: for fuzzing and

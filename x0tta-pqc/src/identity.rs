@@ -251,9 +251,8 @@ impl IdentityRecord {
                 max: MAX_RECORD_LEN,
             });
         }
-        let wire: Wire = serde_ipld_dagcbor::from_slice(bytes)
-            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
-        let body: Body = serde_ipld_dagcbor::from_slice(&wire.body)
+        let wire: Wire = decode_canonical(bytes).map_err(IdentityError::Malformed)?;
+        let body: Body = decode_canonical(&wire.body)
             .map_err(|e| IdentityError::Malformed(format!("body: {e}")))?;
         if body.v != RECORD_VERSION {
             return Err(IdentityError::Version(body.v));
@@ -436,6 +435,23 @@ impl fmt::Debug for IdentityRecord {
             .field("node_id", &self.0.node_id)
             .field("issued_at", &self.0.issued_at)
             .finish_non_exhaustive()
+    }
+}
+
+/// Decodes DAG-CBOR and insists the bytes are the canonical encoding of what they decode to.
+///
+/// Serde is lenient where CBOR is not: a map key sent as a byte string instead of a text
+/// string, or a field identified by its index, decodes to the same value. Without this check
+/// such bit flips would leave a signed structure "valid" under a different encoding; with it,
+/// every accepted message has exactly one byte form.
+pub(crate) fn decode_canonical<T: Serialize + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, String> {
+    let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(|e| e.to_string())?;
+    match serde_ipld_dagcbor::to_vec(&value) {
+        Ok(again) if again == bytes => Ok(value),
+        Ok(_) => Err("not in canonical DAG-CBOR form".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -272,3 +272,55 @@ proptest! {
         prop_assert!(ha.finish(&proof, &Trust::FirstUse, None).is_err());
     }
 }
+
+/// Every single-bit flip of a first-contact proof, exhaustively (about 80,000 exchanges:
+/// ignored by default, CI runs it). Found CBOR-header flips (a text key sent as bytes) that a
+/// lenient decoder accepted; decoding now insists on the canonical encoding.
+#[test]
+#[ignore = "exhaustive: about a minute; CI runs it with --ignored"]
+fn every_bit_flip_in_a_proof_is_refused() {
+    let (a, b) = (node("a"), node("b"));
+    let e = [12u8; 32];
+    let (_, hello_a) = Handshake::start(Role::Initiator, a.clone(), b.peer_id(), None);
+    let (mut hb, hello_b) = Handshake::start(Role::Responder, b.clone(), a.peer_id(), None);
+    let proof = hb.respond(&hello_a, &e).unwrap();
+    for pos in 0..proof.len() {
+        for bit in 0..8 {
+            let (mut ha, _) = Handshake::start(Role::Initiator, a.clone(), b.peer_id(), None);
+            ha.respond(&hello_b, &e).unwrap();
+            let mut p = proof.clone();
+            p[pos] ^= 1 << bit;
+            assert!(
+                ha.finish(&p, &Trust::FirstUse, None).is_err(),
+                "flip at byte {pos} bit {bit} accepted"
+            );
+        }
+    }
+}
+
+#[test]
+fn non_canonical_encodings_of_a_valid_proof_are_refused() {
+    // The map key "Record" as a byte string instead of a text string (0x66 -> 0x46) decodes to
+    // the same value under serde; it must still be refused.
+    let (a, b) = (node("a"), node("b"));
+    let e = [13u8; 32];
+    let (mut ha, hello_a) = Handshake::start(Role::Initiator, a.clone(), b.peer_id(), None);
+    let (mut hb, hello_b) = Handshake::start(Role::Responder, b.clone(), a.peer_id(), None);
+    ha.respond(&hello_b, &e).unwrap();
+    let mut proof = hb.respond(&hello_a, &e).unwrap();
+    assert_eq!(&proof[..8], b"\xa1\x66Record");
+    proof[1] = 0x46;
+    assert!(matches!(
+        ha.finish(&proof, &Trust::FirstUse, None),
+        Err(HandshakeError::Malformed(_))
+    ));
+    // The same inside an identity record: its "body" key as bytes.
+    let wire = b.record().to_bytes().to_vec();
+    let at = wire.windows(5).position(|w| w == b"\x64body").unwrap();
+    let mut bad = wire.clone();
+    bad[at] = 0x44;
+    assert!(matches!(
+        x0tta_pqc::IdentityRecord::from_bytes(&bad),
+        Err(x0tta_pqc::IdentityError::Malformed(_))
+    ));
+}

@@ -263,3 +263,22 @@ fn identity_files_are_private_stable_and_reissued_on_rename() {
     let err = NodeIdentity::load_or_generate(&path, &a).unwrap_err();
     assert!(err.to_string().contains("identity.rec"), "{err}");
 }
+
+/// Every single-bit flip of an identity record, exhaustively (about 55,000 decodes: ignored by
+/// default, CI runs it).
+#[test]
+#[ignore = "exhaustive: about a minute; CI runs it with --ignored"]
+fn every_bit_flip_in_a_record_is_refused() {
+    let me = NodeIdentity::generate(spiffe("spiffe://mesh/a"));
+    let wire = me.record().to_bytes().to_vec();
+    for pos in 0..wire.len() {
+        for bit in 0..8 {
+            let mut w = wire.clone();
+            w[pos] ^= 1 << bit;
+            assert!(
+                IdentityRecord::from_bytes(&w).is_err(),
+                "flip at byte {pos} bit {bit} accepted"
+            );
+        }
+    }
+}
