@@ -11,11 +11,15 @@
 //! - [`swim`]: SWIM failure detection, sans I/O — probes, indirect probes through k peers,
 //!   suspicion, down verdicts, partitions; RTT, loss and clock offset per neighbour. Timings
 //!   come from the policy's `mesh` section.
+//! - [`sim`] (feature `sim`, off by default): [`SimNetwork`](sim::SimNetwork), an in-memory
+//!   mesh of [`SimTransport`](sim::SimTransport)s — each a full `Transport` running the real
+//!   SWIM detector in its own task — with latency, jitter, loss, partitions, crashes, restarts
+//!   and clock skew, driven by tokio's clock so thousands of nodes run deterministically from a
+//!   seed under `#[tokio::test(start_paused = true)]`.
 //! - [`yggdrasil`]: reads a Yggdrasil router's admin socket as a
 //!   [`Sensor`](x0tta_core::Sensor) and gives the address libp2p listens on to run over it.
 //!
-//! Not here yet: QUIC, the `sim` feature (a simulated mesh for thousands of nodes), and
-//! rotation of long-lived connections on the rekey interval.
+//! Not here yet: QUIC and rotation of long-lived connections on the rekey interval.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,5 +37,7 @@
 
 #[cfg(feature = "libp2p")]
 pub mod p2p;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod swim;
 pub mod yggdrasil;

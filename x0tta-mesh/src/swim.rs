@@ -7,7 +7,13 @@
 //! *suspect*. A suspect that stays silent for `suspect_timeout` is *down*; any message from it
 //! before that brings it back up (a refutation). A transport that sees a connection close
 //! calls [`Swim::connection_lost`], which suspects the peer at once and probes it through
-//! others, so a crashed process is detected in about one `suspect_timeout`.
+//! others, so a crashed process is detected in about one `suspect_timeout`. Suspects are
+//! probed again, ahead of the round, for as long as they are suspected (as in Lifeguard's
+//! refinements of SWIM), so loss makes suspects but hardly ever down verdicts.
+//!
+//! Membership belongs to the transport: [`Swim::add_peer`] when a connection is up,
+//! [`Swim::remove_peer`] when a peer is isolated or leaves. Down peers are not probed; the
+//! transport's redial brings them back. Messages from strangers are answered, never adopted.
 //!
 //! The driver feeds time and messages in and takes messages and events out: [`Swim::tick`],
 //! [`Swim::on_message`], [`Swim::poll_output`], [`Swim::next_deadline`]. The same state
@@ -160,6 +166,8 @@ struct Peer {
     rtt_ms: Option<f64>,
     results: VecDeque<bool>,
     offsets: VecDeque<i64>,
+    /// When this node last started a probe of it (suspects are re-probed least recent first).
+    last_probe: Option<Instant>,
 }
 
 impl Peer {
@@ -171,6 +179,7 @@ impl Peer {
             rtt_ms: None,
             results: VecDeque::with_capacity(LOSS_WINDOW),
             offsets: VecDeque::with_capacity(OFFSET_WINDOW),
+            last_probe: None,
         }
     }
 
@@ -245,6 +254,8 @@ pub struct Swim {
     urgent: HashMap<u64, (NodeId, Instant)>,
     relays: HashMap<u64, Relay>,
     next_seq: u64,
+    /// Whether the last probe was a suspect's re-probe (they alternate with the round).
+    reprobed: bool,
     out: VecDeque<SwimOutput>,
     dropped: u64,
     partitioned: bool,
@@ -265,6 +276,7 @@ impl Swim {
             urgent: HashMap::new(),
             relays: HashMap::new(),
             next_seq: 1,
+            reprobed: false,
             out: VecDeque::new(),
             dropped: 0,
             partitioned: false,
@@ -411,10 +423,12 @@ impl Swim {
         }
     }
 
-    /// Any message from `peer` proves it alive.
+    /// Any message from `peer` proves it alive. Membership is the transport's business
+    /// ([`Swim::add_peer`]): a stranger (say, a node pinging us on behalf of one of our peers)
+    /// is answered but not adopted, or the membership would grow to every peer of every peer.
     fn heard_from(&mut self, peer: &NodeId, now: Instant, wall_ms: i64) {
         if !self.peers.contains_key(peer) {
-            self.add_peer(peer.clone(), now);
+            return;
         }
         if let Some(p) = self.peers.get_mut(peer) {
             p.last_seen = u64::try_from(wall_ms).ok().map(Timestamp::from_millis);
@@ -505,8 +519,9 @@ impl Swim {
                 let urgent_hit = self.urgent.get(&seq).is_some_and(|(t, _)| *t == target);
                 if probe_hit {
                     self.probe = None;
+                    // Alive, but the direct probe went unanswered: that counts as link loss.
                     if let Some(p) = self.peers.get_mut(&target) {
-                        p.record(true);
+                        p.record(false);
                     }
                 }
                 if urgent_hit {
@@ -565,6 +580,9 @@ impl Swim {
         if self.probe.is_none() && self.next_probe_at.is_some_and(|t| now >= t) {
             self.next_probe_at = Some(now + self.config.probe_interval);
             if let Some(target) = self.next_target() {
+                if let Some(p) = self.peers.get_mut(&target) {
+                    p.last_probe = Some(now);
+                }
                 let seq = self.take_seq();
                 let period = self
                     .config
@@ -590,8 +608,30 @@ impl Swim {
         }
     }
 
-    /// The next peer in the round that is not down; reshuffles at the end of each round.
+    /// The next peer to probe: every other period the least recently probed suspect, if
+    /// any; otherwise the next peer in the round that is not down (the round is reshuffled
+    /// at its end).
+    ///
+    /// Re-probing suspects (directly and through `indirect_probes` others) during their
+    /// `suspect_timeout` is what keeps false verdicts rare under loss: one unlucky period
+    /// (ping and all relays lost) makes a suspect, but a down verdict needs the re-probes in
+    /// the suspicion window to fail too. Without them a suspect would wait a whole round,
+    /// longer than the suspicion, for its next probe. Alternating with the round keeps many
+    /// suspects at once (a partition) from stalling the detection of everyone else.
     fn next_target(&mut self) -> Option<NodeId> {
+        if !self.reprobed {
+            let suspect = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.state == PeerState::Suspect)
+                .min_by_key(|(_, p)| p.last_probe)
+                .map(|(id, _)| id.clone());
+            if suspect.is_some() {
+                self.reprobed = true;
+                return suspect;
+            }
+        }
+        self.reprobed = false;
         for _ in 0..=self.order.len() {
             if self.next_index >= self.order.len() {
                 self.next_index = 0;
