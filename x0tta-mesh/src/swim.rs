@@ -40,6 +40,8 @@ const MAX_RELAYS: usize = 1024;
 const LOSS_WINDOW: usize = 32;
 /// Clock-offset samples kept per peer (the median is reported).
 const OFFSET_WINDOW: usize = 8;
+/// Highest local-health multiplier step (timeouts grow up to 1 + 8 times).
+const MAX_HEALTH: u32 = 8;
 /// Weight of a new round trip in the RTT average.
 const RTT_ALPHA: f64 = 0.2;
 
@@ -259,6 +261,12 @@ pub struct Swim {
     out: VecDeque<SwimOutput>,
     dropped: u64,
     partitioned: bool,
+    /// Local health (Lifeguard's "local health multiplier", 0..=MAX_HEALTH): raised when this
+    /// node's own timers run late (it was starved of CPU), lowered by each answered probe.
+    /// Probe and suspicion timeouts are multiplied by `1 + health`.
+    health: u32,
+    /// When `tick` last ran and the latest it was due to run again.
+    last_tick: Option<(Instant, Instant)>,
 }
 
 impl Swim {
@@ -280,12 +288,27 @@ impl Swim {
             out: VecDeque::new(),
             dropped: 0,
             partitioned: false,
+            health: 0,
+            last_tick: None,
         }
     }
 
     /// Replaces the timings (e.g. after a policy change).
     pub fn set_config(&mut self, config: SwimConfig) {
         self.config = config;
+    }
+
+    /// Current local-health multiplier step (0 = healthy).
+    pub fn local_health(&self) -> u32 {
+        self.health
+    }
+
+    fn probe_timeout(&self) -> std::time::Duration {
+        self.config.probe_timeout * (1 + self.health)
+    }
+
+    fn suspect_timeout(&self) -> std::time::Duration {
+        self.config.suspect_timeout * (1 + self.health)
     }
 
     /// Outputs dropped because the driver did not take them in time.
@@ -393,7 +416,7 @@ impl Swim {
         // A direct ping too: the transport redials for it, which also refutes quickly.
         self.send(peer.clone(), SwimMessage::Ping { seq, sent_at_ms: 0 });
         self.urgent
-            .insert(seq, (peer.clone(), now + self.config.suspect_timeout));
+            .insert(seq, (peer.clone(), now + self.suspect_timeout()));
         self.ask_others(peer, seq);
     }
 
@@ -479,6 +502,7 @@ impl Swim {
                             None => rtt,
                         });
                         p.record(true);
+                        self.health = self.health.saturating_sub(1);
                         if p.offsets.len() == OFFSET_WINDOW {
                             p.offsets.pop_front();
                         }
@@ -537,6 +561,7 @@ impl Swim {
 
     /// Advances timers: probe schedule, indirect probes, suspicion and down verdicts.
     pub fn tick(&mut self, now: Instant, wall_ms: i64) {
+        self.note_lag(now);
         // The running probe.
         if let Some(probe) = &mut self.probe
             && !probe.indirect_sent
@@ -561,12 +586,12 @@ impl Swim {
             }
         }
         // Suspects that stayed silent.
+        let suspect_timeout = self.suspect_timeout();
         let expired: Vec<NodeId> = self
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.state == PeerState::Suspect
-                    && now.duration_since(p.since) >= self.config.suspect_timeout
+                p.state == PeerState::Suspect && now.duration_since(p.since) >= suspect_timeout
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -584,16 +609,13 @@ impl Swim {
                     p.last_probe = Some(now);
                 }
                 let seq = self.take_seq();
-                let period = self
-                    .config
-                    .probe_interval
-                    .max(self.config.probe_timeout * 2);
+                let period = self.config.probe_interval.max(self.probe_timeout() * 2);
                 self.probe = Some(Probe {
                     seq,
                     target: target.clone(),
                     sent: now,
                     sent_wall: wall_ms,
-                    direct_deadline: now + self.config.probe_timeout,
+                    direct_deadline: now + self.probe_timeout(),
                     period_end: now + period,
                     indirect_sent: false,
                 });
@@ -604,6 +626,39 @@ impl Swim {
                         sent_at_ms: wall_ms,
                     },
                 );
+            }
+        }
+        let next = self
+            .next_deadline()
+            .unwrap_or(now + self.config.probe_interval);
+        self.last_tick = Some((now, next.max(now)));
+    }
+
+    /// Lifeguard's local health, from this node's own lateness: when `tick` runs more than a
+    /// probe interval after it was due, this node was starved (an overloaded host, a paused
+    /// process), so its silence verdicts are not to be trusted as they are. Suspects start a
+    /// new suspicion window, the running probe gets the lost time back, and timeouts grow
+    /// until probes are answered again.
+    fn note_lag(&mut self, now: Instant) {
+        if let Some((_, was_due)) = self.last_tick
+            && now > was_due + self.config.probe_interval
+            && !self.peers.is_empty()
+        {
+            let lag = now - was_due;
+            self.health = (self.health + 1).min(MAX_HEALTH);
+            // Evidence gathered before the stall is stale: every suspect gets a whole new
+            // suspicion window, measured from now.
+            for p in self.peers.values_mut() {
+                if p.state == PeerState::Suspect {
+                    p.since = now;
+                }
+            }
+            if let Some(probe) = &mut self.probe {
+                probe.direct_deadline += lag;
+                probe.period_end += lag;
+            }
+            for (_, exp) in self.urgent.values_mut() {
+                *exp += lag;
             }
         }
     }
@@ -667,7 +722,7 @@ impl Swim {
         }
         for p in self.peers.values() {
             if p.state == PeerState::Suspect {
-                consider(p.since + self.config.suspect_timeout);
+                consider(p.since + self.suspect_timeout());
             }
         }
         t

@@ -297,3 +297,32 @@ proptest! {
         let _ = SwimMessage::decode(&bytes);
     }
 }
+
+#[test]
+fn a_starved_node_does_not_turn_its_own_lateness_into_down_verdicts() {
+    let mut net = Net::new(&["a", "b", "c"], &config());
+    net.run(Duration::from_secs(1));
+    // b goes silent for 300 ms (a is suspecting it), then a itself is frozen for 3 s — far
+    // beyond the suspicion timeout — while b has come back. Without local health, a's first
+    // tick after the freeze would declare b down on stale evidence.
+    net.dead.insert(id("b"));
+    net.run(Duration::from_millis(700));
+    net.dead.remove(&id("b"));
+    net.dead.insert(id("a"));
+    net.run(Duration::from_secs(3));
+    net.dead.remove(&id("a"));
+    net.run(Duration::from_secs(3));
+    let a_downs: Vec<_> = net
+        .events
+        .iter()
+        .filter(|(_, by, e)| *by == id("a") && matches!(e, MeshEvent::PeerDown(_)))
+        .collect();
+    let a_all: Vec<_> = net
+        .events
+        .iter()
+        .filter(|(_, by, _)| *by == id("a"))
+        .collect();
+    assert!(a_downs.is_empty(), "{a_all:?}");
+    assert_eq!(net.nodes[&id("a")].state(&id("b")), Some(PeerState::Up));
+    assert!(net.nodes[&id("a")].local_health() <= 1);
+}
