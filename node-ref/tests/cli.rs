@@ -34,7 +34,9 @@ fn start_node() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) 
     assert!(x0tta(&["init", "--config", &cfg_s]).status.success());
     let yaml = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("cycle: 60s", "cycle: 100ms");
+        .replace("cycle: 60s", "cycle: 100ms")
+        // Tests run side by side: each node takes a free port instead of init's 7001.
+        .replace("/tcp/7001", "/tcp/0");
     std::fs::write(&cfg, yaml).unwrap();
     let child = Command::new(BIN)
         .args(["run", "--config", &cfg_s])

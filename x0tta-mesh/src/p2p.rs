@@ -180,6 +180,36 @@ pub fn load_bootstrap(path: impl AsRef<Path>) -> Result<Vec<Multiaddr>, MeshErro
     Ok(out)
 }
 
+/// libp2p's TCP transport listens with `SO_REUSEPORT`, so a second process asking for a port
+/// already taken would silently share it (the kernel splitting connections between the two).
+/// A plain bind first turns that into a clear error.
+fn check_port_free(addr: &Multiaddr) -> Result<(), MeshError> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) if port != 0 => std::net::TcpListener::bind((ip, port))
+            .map(drop)
+            .map_err(|e| MeshError::Listen {
+                addr: addr.to_string(),
+                why: if e.kind() == io::ErrorKind::AddrInUse {
+                    "the port is already in use (another node on this host?)".into()
+                } else {
+                    e.to_string()
+                },
+            }),
+        _ => Ok(()),
+    }
+}
+
 /// The peer id a multiaddress ends with.
 pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
@@ -418,6 +448,7 @@ impl P2pTransport {
             })
             .build();
         for addr in &config.listen {
+            check_port_free(addr)?;
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| MeshError::Listen {

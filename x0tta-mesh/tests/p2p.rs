@@ -201,3 +201,24 @@ async fn five_nodes_form_a_mesh_from_one_bootstrap_entry_and_gossip_reaches_all(
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_port_taken_by_another_node_is_a_clear_error() {
+    let (_, first) = node("first", vec![]).await;
+    let taken = first.listen_addrs()[0]
+        .iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect::<libp2p::Multiaddr>();
+    let id = NodeIdentity::generate("spiffe://test/second".parse().unwrap());
+    let err = P2pTransport::start(
+        &id,
+        P2pConfig {
+            listen: vec![taken],
+            ..config(vec![])
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    first.shutdown().await;
+}
