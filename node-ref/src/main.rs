@@ -136,7 +136,7 @@ enum KeysCommand {
         /// Directory to write (created 0700 if missing; existing keys are never overwritten).
         #[arg(long)]
         out: PathBuf,
-        /// SPIFFE id of the node (spiffe://<trust-domain>/<name>): write a full identity.
+        /// SPIFFE id of the node (`spiffe://<trust-domain>/<name>`): write a full identity.
         #[arg(long)]
         spiffe: Option<String>,
     },
