@@ -147,6 +147,26 @@ pub enum TransportError {
     Other(String),
 }
 
+impl TransportError {
+    /// [`TransportError::TooLarge`] if a payload of `len` bytes exceeds [`MAX_MESSAGE_BYTES`]:
+    /// the one size check every transport applies to `publish` and `request`.
+    ///
+    /// ```
+    /// use x0tta_core::{MAX_MESSAGE_BYTES, TransportError};
+    /// assert!(TransportError::check_size(MAX_MESSAGE_BYTES).is_ok());
+    /// assert!(TransportError::check_size(MAX_MESSAGE_BYTES + 1).is_err());
+    /// ```
+    pub fn check_size(len: usize) -> Result<(), TransportError> {
+        if len > MAX_MESSAGE_BYTES {
+            return Err(TransportError::TooLarge {
+                size: len,
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Messages on one topic. Bounded: when the subscriber falls behind, the transport drops
 /// new messages for it and counts them in [`PublishOutcome::dropped`] on the sender's side.
 #[derive(Debug)]

@@ -579,12 +579,7 @@ impl Transport for P2pTransport {
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<PublishOutcome, TransportError> {
-        if payload.len() > MAX_MESSAGE_BYTES {
-            return Err(TransportError::TooLarge {
-                size: payload.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
+        TransportError::check_size(payload.len())?;
         let topic = topic.to_owned();
         self.call(|reply| Command::Publish {
             topic,
@@ -621,12 +616,7 @@ impl Transport for P2pTransport {
             peer: peer.clone(),
             protocol: protocol.to_owned(),
         })?;
-        if payload.len() > MAX_MESSAGE_BYTES {
-            return Err(TransportError::TooLarge {
-                size: payload.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
+        TransportError::check_size(payload.len())?;
         let pid = parse_peer(peer)?;
         let call = self.call(|reply| Command::Request {
             peer: pid,

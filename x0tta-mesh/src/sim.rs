@@ -1043,16 +1043,6 @@ impl SimTransport {
         Ok(())
     }
 
-    fn check_size(len: usize) -> Result<(), TransportError> {
-        if len > MAX_MESSAGE_BYTES {
-            return Err(TransportError::TooLarge {
-                size: len,
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
-        Ok(())
-    }
-
     fn dial(&self, inner: &mut NodeInner, peer: &NodeId) -> Sent {
         self.net.send(&self.node, &mut inner.rng, peer, Frame::Dial)
     }
@@ -1070,7 +1060,7 @@ impl Transport for SimTransport {
         payload: Vec<u8>,
     ) -> Result<PublishOutcome, TransportError> {
         self.check()?;
-        Self::check_size(payload.len())?;
+        TransportError::check_size(payload.len())?;
         let mut inner = self.node.lock();
         inner.gossip_seq += 1;
         let seq = inner.gossip_seq;
@@ -1150,7 +1140,7 @@ impl Transport for SimTransport {
         timeout: Duration,
     ) -> Result<Vec<u8>, TransportError> {
         self.check()?;
-        Self::check_size(payload.len())?;
+        TransportError::check_size(payload.len())?;
         if peer == &self.node.id {
             return Err(TransportError::Unreachable(peer.clone()));
         }

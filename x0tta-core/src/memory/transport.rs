@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    CommandOutcome, GossipMessage, InboundRequest, MAX_MESSAGE_BYTES, MeshCommand, MeshEvent,
-    MeshEvents, Neighbour, NodeId, PeerState, PublishOutcome, Subscription, Timestamp, Transport,
-    TransportError,
+    CommandOutcome, GossipMessage, InboundRequest, MeshCommand, MeshEvent, MeshEvents, Neighbour,
+    NodeId, PeerState, PublishOutcome, Subscription, Timestamp, Transport, TransportError,
 };
 
 /// Bounds of a [`MemoryNetwork`].
@@ -222,13 +221,7 @@ impl std::fmt::Debug for MemoryTransport {
 
 impl MemoryTransport {
     fn check_size(payload: &[u8]) -> Result<(), TransportError> {
-        if payload.len() > MAX_MESSAGE_BYTES {
-            return Err(TransportError::TooLarge {
-                size: payload.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
-        Ok(())
+        TransportError::check_size(payload.len())
     }
 }
 
@@ -488,7 +481,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        let big = vec![0u8; crate::MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
             a.publish("t", big).await,
             Err(TransportError::TooLarge { .. })
