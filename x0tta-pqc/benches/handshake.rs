@@ -15,7 +15,7 @@ use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade}
 use libp2p::identity::Keypair;
 use libp2p::{noise, tls};
 use tokio_util::compat::TokioAsyncReadCompatExt;
-use x0tta_pqc::handshake::{Handshake, Role, Trust};
+use x0tta_pqc::handshake::{Handshake, Role, Step, Trust};
 use x0tta_pqc::{NodeIdentity, upgrade};
 
 /// Runs one handshake of `a` (dialer) with `b` (listener) and returns both outputs.
@@ -76,7 +76,7 @@ fn handshakes(c: &mut Criterion) {
     };
     // Fresh configs per iteration (built outside the timing): no PQ record, no TLS session.
     g.bench_function(
-        "x0tta-pq first contact (ML-DSA-65 over exporter, full TLS)",
+        "x0tta-pq first contact (records verified + ML-KEM-768 proofs, full TLS)",
         |b| {
             b.to_async(&rt).iter_batched(
                 fresh,
@@ -112,14 +112,30 @@ fn handshakes(c: &mut Criterion) {
     let mut g = c.benchmark_group("pq-auth-exchange");
     let exporter = [7u8; 32];
     let run = |cache_a, cache_b| {
-        let (mut ha, hello_a) =
-            Handshake::start(Role::Initiator, id_a.clone(), id_b.peer_id(), cache_a);
-        let (mut hb, hello_b) =
-            Handshake::start(Role::Responder, id_b.clone(), id_a.peer_id(), cache_b);
-        let pa = ha.respond(&hello_b, &exporter).unwrap();
-        let pb = hb.respond(&hello_a, &exporter).unwrap();
-        ha.finish(&pb, &Trust::FirstUse, None).unwrap();
-        hb.finish(&pa, &Trust::FirstUse, None).unwrap();
+        let (mut ha, mut to_b) = Handshake::start(
+            Role::Initiator,
+            id_a.clone(),
+            id_b.peer_id(),
+            cache_a,
+            exporter,
+        );
+        let (mut hb, mut to_a) = Handshake::start(
+            Role::Responder,
+            id_b.clone(),
+            id_a.peer_id(),
+            cache_b,
+            exporter,
+        );
+        loop {
+            match (
+                ha.step(&to_a, &Trust::FirstUse).unwrap(),
+                hb.step(&to_b, &Trust::FirstUse).unwrap(),
+            ) {
+                (Step::Send(x), Step::Send(y)) => (to_b, to_a) = (x, y),
+                (Step::Done(_), Step::Done(_)) => break,
+                _ => unreachable!("both sides agree on the rounds"),
+            }
+        }
     };
     g.bench_function("first contact", |b| b.iter(|| run(None, None)));
     let (ra, rb) = (id_a.record().clone(), id_b.record().clone());

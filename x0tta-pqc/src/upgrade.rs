@@ -42,7 +42,7 @@ use rustls::{CommonState, NamedGroup};
 
 use crate::handshake::{
     AuthMode, Authenticated, EXPORTER_LABEL, Handshake, HandshakeError, MAX_MESSAGE_LEN,
-    PROTOCOL_NAME, Role, Trust,
+    PROTOCOL_NAME, Role, Step, Trust,
 };
 use crate::{IdentityRecord, KeyRing, NodeIdentity};
 
@@ -248,13 +248,17 @@ impl Config {
         }
         let exporter = stream.exporter()?;
         let known = self.records.get(&remote);
-        let (mut hs, hello) = Handshake::start(role, self.identity.clone(), remote, known.clone());
-        write_frame(&mut stream, &hello).await?;
-        let peer_hello = read_frame(&mut stream).await?;
-        let proof = hs.respond(&peer_hello, &exporter)?;
-        write_frame(&mut stream, &proof).await?;
-        let peer_proof = read_frame(&mut stream).await?;
-        let Authenticated { record, mode } = hs.finish(&peer_proof, &self.trust, known.as_ref())?;
+        let (mut hs, first) =
+            Handshake::start(role, self.identity.clone(), remote, known, exporter);
+        write_frame(&mut stream, &first).await?;
+        // At most three rounds: `step` refuses a fourth.
+        let Authenticated { record, mode } = loop {
+            let msg = read_frame(&mut stream).await?;
+            match hs.step(&msg, &self.trust)? {
+                Step::Send(next) => write_frame(&mut stream, &next).await?,
+                Step::Done(peer) => break peer,
+            }
+        };
         stream.peer = Some((record.clone(), mode));
         self.records.insert(record);
         stream.last_rekey = Instant::now();

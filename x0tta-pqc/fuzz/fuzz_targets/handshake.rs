@@ -1,11 +1,11 @@
-//! Handshake messages from an attacker: the peer's Hello and Proof, as any bytes.
+//! Handshake messages from an attacker: every message of the peer's, as any bytes.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use x0tta_pqc::NodeIdentity;
-use x0tta_pqc::handshake::{Handshake, Role, Trust, decode_any};
+use x0tta_pqc::handshake::{Handshake, Role, Step, Trust, decode_any};
 
 fn nodes() -> &'static (NodeIdentity, NodeIdentity) {
     static NODES: OnceLock<(NodeIdentity, NodeIdentity)> = OnceLock::new();
@@ -19,12 +19,17 @@ fn nodes() -> &'static (NodeIdentity, NodeIdentity) {
 fuzz_target!(|data: &[u8]| {
     let _ = decode_any(data);
     let (a, b) = nodes();
-    // Split the input into a Hello and a Proof from "b"; a cached record makes a challenge.
-    let cut = data.first().map_or(0, |&n| usize::from(n)).min(data.len());
-    let (hello, proof) = data.split_at(cut);
+    // The input is up to three messages "from b", split at the lengths its first two bytes
+    // give; a cached record makes a challenge in round 1.
     let cached = (data.len() % 2 == 0).then(|| b.record().clone());
-    let (mut hs, _) = Handshake::start(Role::Initiator, a.clone(), b.peer_id(), cached);
-    if hs.respond(hello, &[0u8; 32]).is_ok() {
-        let _ = hs.finish(proof, &Trust::FirstUse, None);
+    let (mut hs, _) = Handshake::start(Role::Initiator, a.clone(), b.peer_id(), cached, [0u8; 32]);
+    let mut rest = data.get(2..).unwrap_or_default();
+    for cut in data.iter().take(2).map(|&n| usize::from(n)).chain([usize::MAX]) {
+        let (msg, tail) = rest.split_at(cut.min(rest.len()));
+        rest = tail;
+        match hs.step(msg, &Trust::FirstUse) {
+            Ok(Step::Send(_)) => {}
+            Ok(Step::Done(_)) | Err(_) => break,
+        }
     }
 });
