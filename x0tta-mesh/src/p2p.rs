@@ -87,6 +87,9 @@ pub enum MeshError {
         /// Why.
         why: String,
     },
+    /// `quic: true` in a build without the `quic` feature.
+    #[error("QUIC was asked for, but x0tta-mesh was built without its `quic` feature")]
+    QuicUnavailable,
 }
 
 /// Settings of a [`P2pTransport`].
@@ -108,6 +111,14 @@ pub struct P2pConfig {
     pub queue: usize,
     /// Only peers with these ML-DSA-65 keys are accepted (`None`: trust on first use).
     pub pinned: Option<KeyRing>,
+    /// Also run libp2p's QUIC transport (feature `quic`; default off), for `/udp/…/quic-v1`
+    /// addresses in `listen` and `bootstrap`. QUIC links are **PQ-confidential but
+    /// classically authenticated**: rustls negotiates X25519MLKEM768 there too, but the peer
+    /// is authenticated by its Ed25519 certificate only, since libp2p's QUIC offers no place
+    /// for the `/x0tta/pq/1.0.0` proof (docs/SECURITY_MODEL.md). Peers reached over QUIC get
+    /// no entry in [`P2pTransport::records`]; [`P2pTransport::pq_authenticated`] tells them
+    /// apart. Without the feature, [`P2pTransport::start`] refuses `quic: true`.
+    pub quic: bool,
 }
 
 impl Default for P2pConfig {
@@ -121,6 +132,7 @@ impl Default for P2pConfig {
             max_connections: 256,
             queue: 1024,
             pinned: None,
+            quic: false,
         }
     }
 }
@@ -338,9 +350,12 @@ enum Command {
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, TransportError>>,
     },
+    /// Answered once the handler is registered, so a request sent after `serve` returns
+    /// always finds it.
     Serve {
         protocol: Rpc,
         tx: mpsc::Sender<InboundRequest>,
+        reply: oneshot::Sender<Result<(), TransportError>>,
     },
     Mesh {
         cmd: MeshCommand,
@@ -430,23 +445,41 @@ impl P2pTransport {
         let records = pq.records().clone();
         let peer_id = identity.peer_id();
         let queue = config.queue.max(1);
-        let mut swarm = SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
+        let tcp = SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 pq.into_builder_fn(),
                 yamux::Config::default,
             )
-            .map_err(|e| swarm_err(&e))?
-            .with_behaviour(|key| build_behaviour(key, &config))
-            .map_err(|e| swarm_err(&e))?
-            .with_swarm_config(|c| {
-                c.with_idle_connection_timeout(Duration::from_secs(60))
-                    .with_notify_handler_buffer_size(
-                        NonZeroUsize::new(32).unwrap_or(NonZeroUsize::MIN),
-                    )
-            })
-            .build();
+            .map_err(|e| swarm_err(&e))?;
+        // The rest of the builder chain, for TCP alone or TCP + QUIC (different types).
+        macro_rules! finish {
+            ($builder:expr) => {
+                $builder
+                    .with_behaviour(|key| build_behaviour(key, &config))
+                    .map_err(|e| swarm_err(&e))?
+                    .with_swarm_config(|c| {
+                        c.with_idle_connection_timeout(Duration::from_secs(60))
+                            .with_notify_handler_buffer_size(
+                                NonZeroUsize::new(32).unwrap_or(NonZeroUsize::MIN),
+                            )
+                    })
+                    .build()
+            };
+        }
+        #[cfg(feature = "quic")]
+        let mut swarm = if config.quic {
+            finish!(tcp.with_quic())
+        } else {
+            finish!(tcp)
+        };
+        #[cfg(not(feature = "quic"))]
+        let mut swarm = if config.quic {
+            return Err(MeshError::QuicUnavailable);
+        } else {
+            finish!(tcp)
+        };
         for addr in &config.listen {
             check_port_free(addr)?;
             swarm
@@ -527,6 +560,15 @@ impl P2pTransport {
     /// Verified identity records of peers (from the PQ handshake).
     pub fn records(&self) -> &PeerRecords {
         &self.shared.records
+    }
+
+    /// Whether `peer` has proven its ML-DSA-65 / ML-KEM-768 identity on a `/x0tta/pq/1.0.0`
+    /// link (its verified record is held). `false` for unknown peers and for peers met only
+    /// over QUIC, which is classically authenticated.
+    pub fn pq_authenticated(&self, peer: &NodeId) -> bool {
+        peer.as_str()
+            .parse::<PeerId>()
+            .is_ok_and(|p| self.shared.records.get(&p).is_some())
     }
 
     /// Current counters.
@@ -638,7 +680,12 @@ impl Transport for P2pTransport {
             "protocols other than /x0tta/sync/1 and /x0tta/block/1",
         ))?;
         let (tx, rx) = mpsc::channel(self.shared.queue);
-        self.send(Command::Serve { protocol: rpc, tx }).await?;
+        self.call(|reply| Command::Serve {
+            protocol: rpc,
+            tx,
+            reply,
+        })
+        .await?;
         Ok(rx)
     }
 
@@ -982,8 +1029,13 @@ impl Driver {
                 let id = rr.send_request_with_addresses(&peer, payload, addrs);
                 self.pending.insert(id, reply);
             }
-            Command::Serve { protocol, tx } => {
+            Command::Serve {
+                protocol,
+                tx,
+                reply,
+            } => {
                 self.servers.insert(protocol, tx);
+                let _ = reply.send(Ok(()));
             }
             Command::Mesh { cmd, reply } => {
                 let _ = reply.send(self.on_mesh_command(cmd));

@@ -107,6 +107,9 @@ async fn five_nodes_form_a_mesh_from_one_bootstrap_entry_and_gossip_reaches_all(
         .await
         .unwrap();
     assert_eq!(reply, b"echo:sv");
+    // TCP links are PQ-authenticated: the peer's verified record is held.
+    assert!(nodes[1].pq_authenticated(nodes[0].local_id()));
+    assert!(nodes[0].pq_authenticated(nodes[1].local_id()));
     // No handler on node 2: a typed error, fast.
     let err = nodes[1]
         .request(
@@ -221,4 +224,87 @@ async fn a_port_taken_by_another_node_is_a_clear_error() {
     .unwrap_err();
     assert!(err.to_string().contains("already in use"), "{err}");
     first.shutdown().await;
+}
+
+fn quic_config(bootstrap: Vec<libp2p::Multiaddr>) -> P2pConfig {
+    P2pConfig {
+        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+        bootstrap,
+        mdns: false,
+        quic: true,
+        ..P2pConfig::default()
+    }
+}
+
+/// QUIC (feature `quic`): gossip and requests flow, and the link is reported as classically
+/// authenticated — no PQ record is held for a peer met only over QUIC.
+#[cfg(feature = "quic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_links_carry_gossip_and_requests_but_are_not_pq_authenticated() {
+    let id_a = NodeIdentity::generate("spiffe://test/qa".parse().unwrap());
+    let id_b = NodeIdentity::generate("spiffe://test/qb".parse().unwrap());
+    let a = P2pTransport::start(&id_a, quic_config(vec![]))
+        .await
+        .unwrap();
+    let entry = a.listen_addrs()[0].clone();
+    assert!(entry.to_string().contains("/udp/") && entry.to_string().contains("/quic-v1"));
+    let b = P2pTransport::start(&id_b, quic_config(vec![entry]))
+        .await
+        .unwrap();
+    wait_for(
+        async || b.neighbours().await.iter().any(|n| &n.id == a.local_id()),
+        "a QUIC neighbour",
+    )
+    .await;
+
+    let mut sub = a.subscribe(topics::INCIDENTS).await.unwrap();
+    b.subscribe(topics::INCIDENTS).await.unwrap();
+    wait_for(
+        async || {
+            b.publish(topics::INCIDENTS, b"warm-up".to_vec())
+                .await
+                .is_ok_and(|r| r.delivered > 0)
+        },
+        "a gossip peer over QUIC",
+    )
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("gossip over QUIC")
+        .unwrap();
+    assert_eq!(&got.from, b.local_id());
+
+    let mut inbox = a.serve(SYNC_PROTOCOL).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(req) = inbox.recv().await {
+            let body = req.payload.clone();
+            req.respond(body);
+        }
+    });
+    let reply = b
+        .request(
+            a.local_id(),
+            SYNC_PROTOCOL,
+            b"q".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, b"q");
+    assert!(!b.pq_authenticated(a.local_id()));
+    assert!(!a.pq_authenticated(b.local_id()));
+}
+
+/// Without the `quic` feature, asking for QUIC is a typed error, not a silent TCP-only node.
+#[cfg(not(feature = "quic"))]
+#[tokio::test]
+async fn quic_without_the_feature_is_refused() {
+    let id = NodeIdentity::generate("spiffe://test/q".parse().unwrap());
+    let err = P2pTransport::start(&id, quic_config(vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, x0tta_mesh::p2p::MeshError::QuicUnavailable),
+        "{err:?}"
+    );
 }
