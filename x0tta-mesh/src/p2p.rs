@@ -19,7 +19,7 @@ use futures::stream::FuturesUnordered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
     gossipsub, identify, kad, mdns, request_response, tcp, yamux,
@@ -243,6 +243,9 @@ pub struct P2pStats {
     pub last_recovery_ms: Option<u64>,
     /// Established connections.
     pub connections: usize,
+    /// Connections replaced by a fresh one (fresh X25519MLKEM768 exchange) because they had
+    /// lived `mesh.rekey_interval`.
+    pub rotations: u64,
 }
 
 #[derive(NetworkBehaviour)]
@@ -524,6 +527,7 @@ impl P2pTransport {
             subscribers: HashMap::new(),
             servers: HashMap::new(),
             pending: HashMap::new(),
+            swim_in_flight: HashMap::new(),
             responses: FuturesUnordered::new(),
             connected: HashMap::new(),
             addresses: HashMap::new(),
@@ -531,6 +535,9 @@ impl P2pTransport {
             down_since: None,
             stats: P2pStats::default(),
             wait_listen: true,
+            conns: HashMap::new(),
+            rotating: HashMap::new(),
+            retiring: Vec::new(),
         };
         tokio::spawn(task.run(cmd_rx));
         // Wait until the listeners report their addresses (bounded wait).
@@ -701,7 +708,8 @@ fn build_behaviour(
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
-        .with_max_established_per_peer(Some(2))
+        // Two directions, plus one while a connection is being rotated.
+        .with_max_established_per_peer(Some(3))
         .with_max_pending_incoming(Some(64))
         .with_max_pending_outgoing(Some(64));
     let mut kad = kad::Behaviour::with_config(
@@ -761,6 +769,23 @@ type PendingResponse = (
     Result<Vec<u8>, oneshot::error::RecvError>,
 );
 
+/// A request sent and not yet answered.
+struct PendingRequest {
+    reply: oneshot::Sender<Result<Vec<u8>, TransportError>>,
+    /// Kept to resend once if its connection closes under it.
+    payload: Vec<u8>,
+    retried: bool,
+}
+
+/// One established connection.
+struct Conn {
+    peer: PeerId,
+    /// The address this node dialed, if it dialed (the dialer rotates).
+    dialed: Option<Multiaddr>,
+    /// When it was established (or its rotation last attempted).
+    since: Instant,
+}
+
 struct Driver {
     swarm: Swarm<Behaviour>,
     swim: Swim,
@@ -769,10 +794,9 @@ struct Driver {
     config: P2pConfig,
     subscribers: HashMap<gossipsub::TopicHash, (String, Vec<mpsc::Sender<GossipMessage>>)>,
     servers: HashMap<Rpc, mpsc::Sender<InboundRequest>>,
-    pending: HashMap<
-        request_response::OutboundRequestId,
-        oneshot::Sender<Result<Vec<u8>, TransportError>>,
-    >,
+    pending: HashMap<request_response::OutboundRequestId, PendingRequest>,
+    /// SWIM messages sent and not yet acknowledged by the stream.
+    swim_in_flight: HashMap<request_response::OutboundRequestId, Vec<u8>>,
     responses: FuturesUnordered<futures::future::BoxFuture<'static, PendingResponse>>,
     /// Established connections per peer.
     connected: HashMap<PeerId, usize>,
@@ -784,11 +808,21 @@ struct Driver {
     down_since: Option<(Instant, usize)>,
     stats: P2pStats,
     wait_listen: bool,
+    /// Established connections, for rotation.
+    conns: HashMap<ConnectionId, Conn>,
+    /// Peers whose connection is being replaced: the old connection.
+    rotating: HashMap<PeerId, ConnectionId>,
+    /// Replaced connections, closed once their grace period is over.
+    retiring: Vec<(ConnectionId, Instant)>,
 }
 
 const MAX_PENDING: usize = 4096;
 const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(30);
+/// Most connection rotations started per maintenance tick.
+const ROTATIONS_PER_TICK: usize = 4;
+/// How long a replaced connection stays open for what is in flight on it.
+const ROTATION_GRACE: Duration = Duration::from_secs(2);
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -857,11 +891,15 @@ impl Driver {
                 SwimOutput::Send { to, msg } => {
                     if let Ok(pid) = to.as_str().parse::<PeerId>() {
                         let addrs = self.addresses.get(&pid).cloned().unwrap_or_default();
-                        self.swarm.behaviour_mut().swim.send_request_with_addresses(
+                        let bytes = msg.encode();
+                        let id = self.swarm.behaviour_mut().swim.send_request_with_addresses(
                             &pid,
-                            msg.encode(),
+                            bytes.clone(),
                             addrs,
                         );
+                        if self.swim_in_flight.len() < MAX_PENDING {
+                            self.swim_in_flight.insert(id, bytes);
+                        }
                     }
                 }
                 SwimOutput::Event(ev) => {
@@ -902,8 +940,78 @@ impl Driver {
 
     /// Redials lost peers with backoff, looks for replacements below `min_neighbours`, and
     /// measures mesh recovery.
+    /// Replaces connections older than `mesh.rekey_interval` with fresh ones — a new hybrid
+    /// key exchange and PQ authentication — and closes the replaced ones after a grace
+    /// period. Per peer, the youngest connection is kept; the side that dialed it redials when
+    /// it gets too old, and each side closes the older connections it dialed itself (this
+    /// also drops duplicates from simultaneous dials), so the two ends never race.
+    fn rotate(&mut self, now: Instant) {
+        let every = self.config.mesh.rekey_interval;
+        let grace = ROTATION_GRACE.min(every / 2);
+        let mut closing = Vec::new();
+        self.retiring.retain(|(id, at)| {
+            let due = *at <= now;
+            if due {
+                closing.push(*id);
+            }
+            !due
+        });
+        for id in closing {
+            self.swarm.close_connection(id);
+        }
+        // The youngest live connection of each peer.
+        let mut youngest: HashMap<PeerId, (ConnectionId, Instant)> = HashMap::new();
+        for (id, conn) in &self.conns {
+            if self.retiring.iter().any(|(r, _)| r == id) {
+                continue;
+            }
+            let entry = youngest.entry(conn.peer).or_insert((*id, conn.since));
+            if conn.since > entry.1 {
+                *entry = (*id, conn.since);
+            }
+        }
+        let mut retire = Vec::new();
+        for (id, conn) in &self.conns {
+            if conn.dialed.is_some()
+                && youngest.get(&conn.peer).is_some_and(|(y, _)| y != id)
+                && !self.retiring.iter().any(|(r, _)| r == id)
+            {
+                retire.push(*id);
+            }
+        }
+        for id in retire {
+            self.retiring.push((id, now + grace));
+        }
+        let mut started = 0;
+        for (peer, (id, since)) in youngest {
+            if started == ROTATIONS_PER_TICK {
+                break;
+            }
+            let Some(addr) = self.conns.get(&id).and_then(|c| c.dialed.clone()) else {
+                continue;
+            };
+            if now.duration_since(since) < every || self.rotating.contains_key(&peer) {
+                continue;
+            }
+            // Restart its clock: a failed dial is retried an interval later, not every tick.
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.since = now;
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
+            if self.swarm.dial(opts).is_ok() {
+                debug!(%peer, "rotating connection");
+                self.rotating.insert(peer, id);
+                started += 1;
+            }
+        }
+    }
+
     fn maintain(&mut self) {
         let now = Instant::now();
+        self.rotate(now);
         let due: Vec<PeerId> = self
             .redial
             .iter()
@@ -1026,8 +1134,15 @@ impl Driver {
                     Rpc::Sync => &mut beh.sync,
                     Rpc::Block => &mut beh.block,
                 };
-                let id = rr.send_request_with_addresses(&peer, payload, addrs);
-                self.pending.insert(id, reply);
+                let id = rr.send_request_with_addresses(&peer, payload.clone(), addrs);
+                self.pending.insert(
+                    id,
+                    PendingRequest {
+                        reply,
+                        payload,
+                        retried: false,
+                    },
+                );
             }
             Command::Serve {
                 protocol,
@@ -1124,11 +1239,27 @@ impl Driver {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
                 *self.connected.entry(peer_id).or_default() = num_established.get() as usize;
+                if self.rotating.remove(&peer_id).is_some() {
+                    // The old connection is retired by the next `rotate`.
+                    self.stats.rotations += 1;
+                }
+                self.conns.insert(
+                    connection_id,
+                    Conn {
+                        peer: peer_id,
+                        dialed: match &endpoint {
+                            ConnectedPoint::Dialer { address, .. } => Some(address.clone()),
+                            ConnectedPoint::Listener { .. } => None,
+                        },
+                        since: Instant::now(),
+                    },
+                );
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     self.learn_address(peer_id, address.clone());
                     self.swarm
@@ -1145,9 +1276,15 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                self.conns.remove(&connection_id);
+                self.retiring.retain(|(id, _)| *id != connection_id);
+                if self.rotating.get(&peer_id) == Some(&connection_id) {
+                    self.rotating.remove(&peer_id);
+                }
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     if self
@@ -1170,6 +1307,10 @@ impl Driver {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, %error, "dial failed");
+                // A failed rotation keeps the old connection; the next try is an interval later.
+                if let Some(peer) = peer_id {
+                    self.rotating.remove(&peer);
+                }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 debug!(%error, "inbound connection refused");
@@ -1265,6 +1406,32 @@ impl Driver {
                     Err(e) => debug!(%peer, error = %e, "bad swim message"),
                 }
             }
+            BehaviourEvent::Swim(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            }) => {
+                self.swim_in_flight.remove(&request_id);
+            }
+            BehaviourEvent::Swim(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                // A probe or ack lost because its connection closed (a rotation, a duplicate
+                // dropped) while another connection is up goes out again, so the peer is not
+                // suspected for it. Other failures are what SWIM's timeouts are for.
+                if let Some(bytes) = self.swim_in_flight.remove(&request_id)
+                    && matches!(
+                        error,
+                        request_response::OutboundFailure::ConnectionClosed
+                            | request_response::OutboundFailure::Io(_)
+                    )
+                    && self.connected.contains_key(&peer)
+                {
+                    self.swarm.behaviour_mut().swim.send_request(&peer, bytes);
+                }
+            }
             BehaviourEvent::Sync(ev) => self.on_rpc(Rpc::Sync, ev),
             BehaviourEvent::Block(ev) => self.on_rpc(Rpc::Block, ev),
             _ => {}
@@ -1297,8 +1464,8 @@ impl Driver {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.pending.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
+                    if let Some(p) = self.pending.remove(&request_id) {
+                        let _ = p.reply.send(Ok(response));
                     }
                 }
             },
@@ -1308,9 +1475,28 @@ impl Driver {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.pending.remove(&request_id) {
+                if let Some(p) = self.pending.remove(&request_id) {
+                    // The connection it travelled on closed (a rotation, a duplicate dropped)
+                    // while another one to the peer is up: send it once more. Both request
+                    // protocols are reads, so a repeat is harmless.
+                    let connection_gone = matches!(
+                        error,
+                        request_response::OutboundFailure::ConnectionClosed
+                            | request_response::OutboundFailure::Io(_)
+                    );
+                    if connection_gone && !p.retried && self.connected.contains_key(&peer) {
+                        let beh = self.swarm.behaviour_mut();
+                        let rr = match rpc {
+                            Rpc::Sync => &mut beh.sync,
+                            Rpc::Block => &mut beh.block,
+                        };
+                        let id = rr.send_request(&peer, p.payload.clone());
+                        self.pending
+                            .insert(id, PendingRequest { retried: true, ..p });
+                        return;
+                    }
                     let node = node_id_of(&peer);
-                    let _ = reply.send(Err(match error {
+                    let _ = p.reply.send(Err(match error {
                         request_response::OutboundFailure::Timeout => TransportError::Timeout(node),
                         request_response::OutboundFailure::UnsupportedProtocols => {
                             TransportError::NoHandler {
