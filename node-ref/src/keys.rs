@@ -1,6 +1,8 @@
 //! `keys`: ML-DSA-65 keys and detached signatures for operators working offline (signing
 //! policies and proposals on another machine). Files are raw FIPS 204 encodings, so they
-//! interoperate with any FIPS 204 implementation; the default context string is empty.
+//! interoperate with any FIPS 204 implementation; `export` adds PKCS#8 / SPKI PEM copies
+//! (RFC 9881) for tools that want those, and `sign` / `verify` read them too. The default
+//! context string is empty.
 
 use std::path::{Path, PathBuf};
 
@@ -70,10 +72,78 @@ pub(crate) fn generate_identity(out: &Path, spiffe: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn sign(key: &Path, input: &Path, out: &Path, context: &str) -> Result<()> {
+/// File names `export` writes beside the raw keys.
+pub(crate) const SECRET_PEM: &str = "mldsa65.sk.pem";
+pub(crate) const PUBLIC_PEM: &str = "mldsa65.pk.pem";
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"-----BEGIN ")
+}
+
+/// Writes the key pair of `key` (a key directory) as PKCS#8 and SPKI PEM files into `out`
+/// (default: the key directory): the secret one 0600, neither ever overwritten.
+pub(crate) fn export(key: &Path, out: Option<&Path>) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = key_dir(key);
     let keys = MlDsa65Keypair::load(&dir)
         .with_context(|| format!("loading the key pair in {}", dir.display()))?;
+    let out = out.unwrap_or(&dir);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let write = |name: &str, mode: u32, text: &str| -> Result<PathBuf> {
+        let path = out.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "creating {} (existing files are never replaced)",
+                    path.display()
+                )
+            })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    let secret = write(SECRET_PEM, 0o600, &keys.to_pkcs8_pem()?)?;
+    let public = write(PUBLIC_PEM, 0o644, &keys.public_key().to_spki_pem()?)?;
+    println!(
+        "wrote {} (PKCS#8, RFC 9881 expandedKey + public key, 0600)",
+        secret.display()
+    );
+    println!("wrote {} (SPKI)", public.display());
+    Ok(())
+}
+
+/// The key pair `sign` uses: a key directory / its `mldsa65.sk`, or a PKCS#8 PEM file.
+fn load_signing_key(key: &Path) -> Result<MlDsa65Keypair> {
+    if key.is_file() {
+        let bytes = read_bounded(key)?;
+        if is_pem(&bytes) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(key)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "{} is readable by group or others (mode {:o}); chmod 600 it",
+                    key.display(),
+                    mode & 0o777
+                );
+            }
+            let pem = std::str::from_utf8(&bytes)
+                .with_context(|| format!("{} is not PEM text", key.display()))?;
+            return MlDsa65Keypair::from_pkcs8_pem(pem)
+                .with_context(|| format!("{} is not an ML-DSA-65 PKCS#8 key", key.display()));
+        }
+    }
+    let dir = key_dir(key);
+    MlDsa65Keypair::load(&dir).with_context(|| format!("loading the key pair in {}", dir.display()))
+}
+
+pub(crate) fn sign(key: &Path, input: &Path, out: &Path, context: &str) -> Result<()> {
+    let keys = load_signing_key(key)?;
     let msg = read_bounded(input)?;
     let sig = keys.sign(context.as_bytes(), &msg)?;
     std::fs::write(out, &sig).with_context(|| format!("writing {}", out.display()))?;
@@ -90,8 +160,21 @@ pub(crate) fn sign(key: &Path, input: &Path, out: &Path, context: &str) -> Resul
 
 pub(crate) fn verify(public: &Path, input: &Path, sig: &Path, context: &str) -> Result<()> {
     let pk_bytes = read_bounded(public)?;
-    let pk = MlDsa65PublicKey::from_bytes(&pk_bytes)
-        .with_context(|| format!("{} is not an ML-DSA-65 public key", public.display()))?;
+    let pk = if is_pem(&pk_bytes) {
+        std::str::from_utf8(&pk_bytes)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| MlDsa65PublicKey::from_spki_pem(pem).map_err(anyhow::Error::from))
+    } else if pk_bytes.len() == MlDsa65PublicKey::LEN {
+        MlDsa65PublicKey::from_bytes(&pk_bytes).map_err(anyhow::Error::from)
+    } else {
+        MlDsa65PublicKey::from_spki_der(&pk_bytes).map_err(anyhow::Error::from)
+    }
+    .with_context(|| {
+        format!(
+            "{} is not an ML-DSA-65 public key (raw, SPKI DER or SPKI PEM)",
+            public.display()
+        )
+    })?;
     let msg = read_bounded(input)?;
     let sig_bytes = read_bounded(sig)?;
     match pk.verify(context.as_bytes(), &msg, &sig_bytes) {

@@ -140,9 +140,19 @@ enum KeysCommand {
         #[arg(long)]
         spiffe: Option<String>,
     },
+    /// Write the key pair as PKCS#8 (DIR/mldsa65.sk.pem, 0600; RFC 9881 expandedKey with the
+    /// public key) and SPKI (DIR/mldsa65.pk.pem) for other tools.
+    Export {
+        /// Key directory.
+        #[arg(long)]
+        key: PathBuf,
+        /// Directory to write into (default: the key directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Sign a file (detached signature, raw 3309 bytes).
     Sign {
-        /// Key directory, or its mldsa65.sk file.
+        /// Key directory, its mldsa65.sk file, or a PKCS#8 PEM file.
         #[arg(long)]
         key: PathBuf,
         /// File to sign.
@@ -157,7 +167,7 @@ enum KeysCommand {
     },
     /// Verify a detached signature; exits 1 if it is invalid.
     Verify {
-        /// Public key file (raw 1952 bytes).
+        /// Public key file (raw 1952 bytes, SPKI DER or SPKI PEM).
         #[arg(long = "pub")]
         public: PathBuf,
         /// Signed file.
@@ -232,6 +242,7 @@ fn real_main() -> anyhow::Result<()> {
                     Some(id) => keys::generate_identity(&out, &id),
                     None => keys::generate(&out),
                 },
+                KeysCommand::Export { key, out } => keys::export(&key, out.as_deref()),
                 KeysCommand::Sign {
                     key,
                     input,

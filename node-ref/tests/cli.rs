@@ -173,6 +173,106 @@ fn a_malformed_config_is_refused_with_file_line_and_field() {
     );
 }
 
+/// `keys export` writes PKCS#8 / SPKI PEM copies; `sign` and `verify` take them, and a
+/// signature made with the PEM key verifies with the raw public key and the other way round.
+#[test]
+fn keys_export_pkcs8_and_spki_that_sign_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    assert!(x0tta(&["keys", "gen", "--out", &d("k")]).status.success());
+    let e = x0tta(&["keys", "export", "--key", &d("k")]);
+    assert!(e.status.success(), "{}", text(&e));
+    let secret = std::fs::read_to_string(d("k/mldsa65.sk.pem")).unwrap();
+    assert!(secret.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(
+        std::fs::metadata(d("k/mldsa65.sk.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(d("k/mldsa65.pk.pem"))
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    let again = x0tta(&["keys", "export", "--key", &d("k")]);
+    assert!(!again.status.success(), "PEM files are never overwritten");
+
+    std::fs::write(d("proposal.yaml"), "title: raise cpu threshold\n").unwrap();
+    let sign = |key: &str, out: &str| {
+        let s = x0tta(&[
+            "keys",
+            "sign",
+            "--key",
+            key,
+            "--in",
+            &d("proposal.yaml"),
+            "--out",
+            out,
+        ]);
+        assert!(s.status.success(), "{}", text(&s));
+    };
+    let verify = |public: &str, sig: &str| {
+        x0tta(&[
+            "keys",
+            "verify",
+            "--pub",
+            public,
+            "--in",
+            &d("proposal.yaml"),
+            "--sig",
+            sig,
+        ])
+        .status
+        .success()
+    };
+    sign(&d("k/mldsa65.sk.pem"), &d("pem.sig"));
+    sign(&d("k"), &d("raw.sig"));
+    assert!(verify(&d("k/mldsa65.pk"), &d("pem.sig")));
+    assert!(verify(&d("k/mldsa65.pk.pem"), &d("raw.sig")));
+    assert!(verify(&d("k/mldsa65.pk.pem"), &d("pem.sig")));
+
+    // A PEM secret key others can read is refused, like the raw one.
+    std::fs::set_permissions(
+        d("k/mldsa65.sk.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let open = x0tta(&[
+        "keys",
+        "sign",
+        "--key",
+        &d("k/mldsa65.sk.pem"),
+        "--in",
+        &d("proposal.yaml"),
+        "--out",
+        &d("x.sig"),
+    ]);
+    assert!(!open.status.success());
+    assert!(text(&open).contains("chmod 600"), "{}", text(&open));
+    // Another tool's key of another algorithm: a clear error.
+    std::fs::write(
+        d("ed.pem"),
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(d("ed.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ed = x0tta(&[
+        "keys",
+        "sign",
+        "--key",
+        &d("ed.pem"),
+        "--in",
+        &d("proposal.yaml"),
+        "--out",
+        &d("y.sig"),
+    ]);
+    assert!(!ed.status.success());
+    assert!(text(&ed).contains("not ML-DSA-65"), "{}", text(&ed));
+}
+
 #[test]
 fn keys_sign_and_verify_detached_signatures() {
     let dir = tempfile::tempdir().unwrap();

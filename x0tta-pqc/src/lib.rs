@@ -86,6 +86,7 @@ mod kem;
 #[cfg(unix)]
 mod keyfile;
 mod keyring;
+pub mod pkix;
 #[cfg(feature = "libp2p")]
 pub mod upgrade;
 #[cfg(feature = "rustcrypto")]
@@ -112,5 +113,6 @@ pub use keyfile::{KeyFileError, LoadError, SaveError};
 pub use keyring::KeyRing;
 /// The libp2p identity types a [`NodeIdentity`] hands out.
 pub use libp2p_identity;
+pub use pkix::Pkcs8Error;
 #[cfg(feature = "rustcrypto")]
 pub use xwing::{XWingCiphertext, XWingDecapsulationKey, XWingEncapsulationKey, XWingError};
