@@ -88,7 +88,11 @@ fn wycheproof_seed_keys() -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
             Some((hex(pkcs8), hex(g["publicKey"].as_str()?)))
         })
         .collect();
-    assert_eq!(keys.len(), 27, "the file holds 27 valid seed-form PKCS#8 keys");
+    assert_eq!(
+        keys.len(),
+        27,
+        "the file holds 27 valid seed-form PKCS#8 keys"
+    );
     Some(keys)
 }
 
