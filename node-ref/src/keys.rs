@@ -26,8 +26,10 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The key directory `key` names: itself, or the directory of a key file. A path that does
+/// not exist is taken as the directory, so the error names the file that is missing in it.
 fn key_dir(key: &Path) -> PathBuf {
-    if key.is_dir() {
+    if !key.is_file() {
         key.to_path_buf()
     } else {
         key.parent()
