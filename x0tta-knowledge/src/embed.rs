@@ -11,8 +11,8 @@ pub const LEXICAL_DIMENSIONS: usize = 384;
 /// Feature hashing of words and character trigrams into 384 dimensions, L2-normalised.
 ///
 /// It captures shared vocabulary and spelling variants ("restart", "restarted"), not meaning:
-/// "processor load" and "high cpu" share nothing here. A real model (feature `minilm`, to
-/// come) replaces it where configured.
+/// "processor load" and "high cpu" share nothing here. A real model
+/// (`MiniLmEmbedder`, feature `minilm`) replaces it where configured.
 ///
 /// ```
 /// use x0tta_core::Embedder;

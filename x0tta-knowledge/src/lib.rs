@@ -11,10 +11,14 @@
 //!   stored once.
 //! - **Retention**: the newest `retention` incidents keep their bodies (seed: 1,000); older ones
 //!   keep only their CID and sequence number (the cold tier, to be fetched from peers).
-//! - **Search**: BM25 over the incidents' text (the `bm25` crate) and, with an embedder set
-//!   ([`RedbKnowledge::with_embedder`]), cosine similarity over persisted vectors, fused by
-//!   weighted reciprocal rank ([`Fusion`]); filters by anomaly kind. [`LexicalEmbedder`] is the
-//!   fallback embedder (hashed words and trigrams; not semantic).
+//! - **Search**: BM25 over the incidents' text (an inverted index, k1 = 1.2, b = 0.75) and,
+//!   with an embedder set ([`RedbKnowledge::with_embedder`]), cosine similarity over persisted
+//!   vectors, fused by weighted reciprocal rank ([`Fusion`]); filters by anomaly kind, time
+//!   range, node and outcome inside both rankings; hits carry both parts of their score
+//!   ([`RedbKnowledge::search_scored`]). New vectors land in a small exact segment searched
+//!   by brute force; a background thread merges it into an HNSW graph (`hnsw_rs`, M = 32,
+//!   ef = 256; [`VectorIndexConfig`]) that is saved next to the file and loaded on reopen.
+//!   [`LexicalEmbedder`] is the fallback embedder (hashed words and trigrams; not semantic).
 //!
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
 //!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
@@ -24,8 +28,11 @@
 //! - **Typed CRDTs**: [`LwwRegister`], [`OrSet`], [`PnCounter`] — state-based, merges
 //!   commutative, associative and idempotent (checked by proptest).
 //!
-//! Not here yet (issue 5): the hot cache and block fetching from peers, the HNSW index (vectors
-//! are searched exactly for now), the MiniLM embedder, yrs CRDT replication.
+//! - **MiniLM** (feature `minilm`, off by default): `MiniLmEmbedder` runs all-MiniLM-L6-v2
+//!   (384-d) locally from model files on disk with candle, for semantic search; see its docs
+//!   for where the model comes from. Without it, [`LexicalEmbedder`] is the fallback.
+//!
+//! Not here yet (issue 5): the hot cache and block fetching from peers, yrs CRDT replication.
 //!
 //! # Example
 //! ```
@@ -46,12 +53,23 @@ mod car;
 mod crdt;
 mod embed;
 mod index;
+#[cfg(feature = "minilm")]
+mod minilm;
 mod replicate;
 mod store;
+mod text;
+mod vector;
 
 pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
 pub use crdt::{Dot, LwwRegister, OrSet, PnCounter};
 pub use embed::{LEXICAL_DIMENSIONS, LexicalEmbedder};
-pub use index::Fusion;
+#[doc(hidden)]
+pub use index::{BenchIndex, exact_top_k};
+pub use index::{Fusion, IndexStats, PartScore, ScoredHit};
+#[cfg(feature = "minilm")]
+pub use minilm::{
+    MINILM_DIMENSIONS, MINILM_DIR_ENV, MiniLmConfig, MiniLmEmbedder, MiniLmLoadError,
+};
 pub use replicate::{MAX_HAVE, MAX_REPLY, ReplicationError, Replicator, SYNC_PROTOCOL};
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
+pub use vector::VectorIndexConfig;

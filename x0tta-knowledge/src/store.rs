@@ -1,7 +1,8 @@
 //! The redb-backed store.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -10,7 +11,8 @@ use x0tta_core::{
     Policy, SearchHit, SearchQuery, from_dag_cbor, to_dag_cbor,
 };
 
-use crate::index::{Fusion, Index};
+use crate::index::{DocMeta, Fusion, Index, IndexStats, MergeStep, ScoredHit, merge_step};
+use crate::vector::{self, VectorIndexConfig};
 
 /// Record bodies by CID bytes (DAG-CBOR).
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -37,6 +39,8 @@ pub struct KnowledgeConfig {
     pub retention: usize,
     /// How BM25 and vector rankings are fused.
     pub fusion: Fusion,
+    /// How vectors are indexed (exact segment, HNSW graph, persistence).
+    pub vectors: VectorIndexConfig,
 }
 
 impl Default for KnowledgeConfig {
@@ -44,6 +48,7 @@ impl Default for KnowledgeConfig {
         Self {
             retention: 1000,
             fusion: Fusion::default(),
+            vectors: VectorIndexConfig::default(),
         }
     }
 }
@@ -104,14 +109,111 @@ fn storage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> KnowledgeE
     move |e| KnowledgeError::Storage(format!("{what}: {e}"))
 }
 
+/// What a store's clones share besides the database: the search index and its merge task.
+struct Shared {
+    index: RwLock<Index>,
+    /// Serialises merges (the background thread and `flush_index`); holds whether the graph
+    /// changed since it was last saved.
+    merging: Mutex<bool>,
+    /// Wakes the merge thread, started on first need. Capacity 1: a pending wake-up covers any
+    /// number of requests, so `record` never blocks on it.
+    wake: Mutex<Option<SyncSender<()>>>,
+    /// Where the graph is persisted (`<file>.hnsw/`), if it is.
+    sidecar: Option<PathBuf>,
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Merges until there is nothing left to merge (`force`: down to an empty exact segment),
+    /// then saves the graph if it changed.
+    fn run_merges(&self, force: bool) -> Result<(), String> {
+        let mut dirty = self.merging.lock().unwrap_or_else(|p| p.into_inner());
+        while merge_step(&self.index, force) != MergeStep::Idle {
+            *dirty = true;
+        }
+        if let (true, Some(dir)) = (*dirty, &self.sidecar) {
+            let (graph, counters) = {
+                let ix = self.read();
+                (ix.graph(), ix.counters())
+            };
+            if let Some(graph) = graph {
+                let generation = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                vector::save(&graph, dir, generation)
+                    .map_err(|e| format!("saving the vector graph to {}: {e}", dir.display()))?;
+                counters
+                    .saves
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            *dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Asks the merge thread to run if the index has merge work; starts the thread if needed.
+    fn wake(self: &Arc<Self>) {
+        if !self.read().needs_merge() {
+            return;
+        }
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = wake.as_ref() {
+            match tx.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) => return,
+                Err(TrySendError::Disconnected(())) => *wake = None, // it died: start another
+            }
+        }
+        let (tx, rx) = sync_channel(1);
+        let weak = Arc::downgrade(self);
+        match std::thread::Builder::new()
+            .name("x0tta-knowledge-merge".into())
+            .spawn(move || merge_thread(weak, rx))
+        {
+            Ok(_) => {
+                let _ = tx.try_send(());
+                *wake = Some(tx);
+            }
+            Err(err) => tracing::warn!(
+                %err,
+                "cannot start the vector merge thread; new vectors stay in the exact segment"
+            ),
+        }
+    }
+}
+
+/// The background merge task: one thread per open store, alive while the store is (it holds
+/// only a weak reference; dropping the last clone drops the sender and ends it).
+fn merge_thread(shared: Weak<Shared>, wake: Receiver<()>) {
+    while wake.recv().is_ok() {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(err) = shared.run_merges(false) {
+            tracing::warn!(%err, "vector graph merge");
+        }
+    }
+}
+
 /// A durable, content-addressed incident memory in one redb file. See the crate docs.
 ///
 /// Cheap to clone; clones share the database and the index. One process opens a file at a
 /// time (redb holds a lock); a second open fails with [`OpenError::Database`].
+///
+/// With an embedder, vectors are searched in two parts: the newest (up to
+/// [`VectorIndexConfig::exact_segment`]) by brute force, the rest through an HNSW graph that a
+/// background thread extends when the exact segment fills and saves next to the file
+/// (`<file>.hnsw/`), so a reopen neither re-embeds nor rebuilds.
 #[derive(Clone)]
 pub struct RedbKnowledge {
     db: Arc<Database>,
-    index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
     config: KnowledgeConfig,
     path: PathBuf,
     embedder: Option<Arc<dyn Embedder>>,
@@ -133,6 +235,7 @@ impl RedbKnowledge {
         if config.retention == 0 {
             return Err(OpenError::Config("retention must be at least 1"));
         }
+        config.vectors.check().map_err(OpenError::Config)?;
         let db = Database::create(&path).map_err(|e| OpenError::Database {
             path: path.clone(),
             reason: e.to_string(),
@@ -158,14 +261,21 @@ impl RedbKnowledge {
         }
         txn.commit().map_err(|e| corrupt(storage("commit")(e)))?;
 
+        let sidecar = config.vectors.persist.then(|| vector::sidecar_dir(&path));
         let store = Self {
             db: Arc::new(db),
-            index: Arc::new(Mutex::new(Index::new())),
+            shared: Arc::new(Shared {
+                index: RwLock::new(Index::new(config.vectors.clone())),
+                merging: Mutex::new(false),
+                wake: Mutex::new(None),
+                sidecar,
+            }),
             config,
             path: path.clone(),
             embedder: None,
         };
         store.rebuild_index().map_err(corrupt)?;
+        store.shared.wake();
         Ok(store)
     }
 
@@ -203,8 +313,55 @@ impl RedbKnowledge {
             .is_some())
     }
 
-    fn index(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    /// The state of the search index: how many vectors are in the exact segment and in the
+    /// graph, and whether this open loaded a persisted graph (example at [`IndexStats`] and
+    /// [`RedbKnowledge::flush_index`]).
+    pub fn index_stats(&self) -> IndexStats {
+        self.shared.read().stats()
+    }
+
+    /// Merges every vector of the exact segment into the HNSW graph now (instead of waiting
+    /// for the segment to fill) and saves the graph; returns when done, with the index's state.
+    /// The background thread does the same on its own; this is for shutdown paths and tests.
+    /// Under a steady stream of new incidents it returns once it has caught up with them.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use x0tta_core::*;
+    /// use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge};
+    /// # tokio::runtime::Builder::new_multi_thread().worker_threads(1).build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("x0tta-flush-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = RedbKnowledge::open(dir.join("k.redb"), KnowledgeConfig::default())?
+    ///     .with_embedder(Arc::new(LexicalEmbedder))
+    ///     .await?;
+    /// let incident = Incident {
+    ///     node: NodeId::new("n1")?,
+    ///     detected_at: Timestamp::from_millis(1),
+    ///     observation: ContentId::of_dag_cbor(b"obs"),
+    ///     anomaly: Anomaly::new(AnomalyKind::DiskPressure, Severity::High, 0.9, Subject::Host, "t"),
+    ///     root_cause: None,
+    ///     plan: None,
+    ///     report: None,
+    ///     resolution: Resolution::NoPlan,
+    /// };
+    /// store.record(&incident).await?;
+    /// assert_eq!(store.index_stats().exact_segment, 1);
+    /// let stats = store.flush_index().await?;
+    /// assert_eq!((stats.exact_segment, stats.graph_vectors, stats.saves), (0, 1, 1));
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn flush_index(&self) -> Result<IndexStats, KnowledgeError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared.run_merges(true).map_err(KnowledgeError::Storage)?;
+            Ok(shared.read().stats())
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("index task failed: {e}")))?
     }
 
     fn rebuild_index(&self) -> Result<(), KnowledgeError> {
@@ -212,7 +369,7 @@ impl RedbKnowledge {
         let log = r.open_table(INCIDENT_LOG).map_err(storage("table"))?;
         let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
         let vectors = r.open_table(VECTORS).map_err(storage("table"))?;
-        let mut index = Index::new();
+        let mut index = Index::new(self.config.vectors.clone());
         for entry in log.iter().map_err(storage("iter"))? {
             let (seq, cid) = entry.map_err(storage("iter"))?;
             let cid_bytes = cid.value().to_vec();
@@ -232,12 +389,29 @@ impl RedbKnowledge {
             index.insert(
                 seq.value(),
                 id,
-                incident.anomaly.kind,
+                DocMeta::of(&incident),
                 &incident.to_text(),
-                vector,
+                vector.as_deref(),
             );
         }
-        *self.index() = index;
+        // The persisted graph, if it matches the stored vectors; else the background thread
+        // rebuilds it from them (nothing is re-embedded either way).
+        if let Some(dir) = &self.shared.sidecar
+            && index.dimensions() > 0
+        {
+            match vector::load(dir, index.dimensions()).and_then(|g| match g {
+                Some(g) => index.adopt(g),
+                None => Ok(()),
+            }) {
+                Ok(()) => {}
+                Err(err) => tracing::warn!(
+                    %err,
+                    dir = %dir.display(),
+                    "persisted vector graph not used; rebuilding it in the background"
+                ),
+            }
+        }
+        *self.shared.write() = index;
         Ok(())
     }
 
@@ -331,17 +505,25 @@ impl RedbKnowledge {
 
     /// Puts what a write stored into the index; returns how many incidents were new.
     fn index_inserted(&self, (stored, evicted): &Inserted) -> usize {
-        let mut index = self.index();
+        let mut index = self.shared.write();
         let mut added = 0;
         for (id, seq, inc, vector) in stored {
             if let Some(seq) = seq {
-                index.insert(*seq, *id, inc.anomaly.kind, &inc.to_text(), vector.clone());
+                index.insert(
+                    *seq,
+                    *id,
+                    DocMeta::of(inc),
+                    &inc.to_text(),
+                    vector.as_deref(),
+                );
                 added += 1;
             }
         }
         for seq in evicted {
             index.remove(*seq);
         }
+        drop(index);
+        self.shared.wake();
         added
     }
 
@@ -352,7 +534,7 @@ impl RedbKnowledge {
         embedder: Arc<dyn Embedder>,
     ) -> Result<Self, KnowledgeError> {
         self.embedder = Some(embedder);
-        let missing = self.index().missing_vectors();
+        let missing = self.shared.read().missing_vectors();
         if missing.is_empty() {
             return Ok(self);
         }
@@ -393,12 +575,98 @@ impl RedbKnowledge {
             txn.commit().map_err(storage("commit"))
         })
         .await?;
-        let mut index = self.index();
+        let mut index = self.shared.write();
         for (seq, v) in computed {
-            index.set_vector(seq, v);
+            index.set_vector(seq, &v);
         }
         drop(index);
+        self.shared.wake();
         Ok(self)
+    }
+
+    /// Hybrid search: BM25 over the text, plus cosine similarity to the query vector (given,
+    /// or computed by the embedder when one is set), fused by weighted reciprocal rank
+    /// ([`Fusion`]). Every filter of the query (anomaly kind, time range, node, outcome) is
+    /// applied inside both rankings, so a selective filter still fills the page. Each hit
+    /// carries the fused score and both parts; its incident carries the plan it ran
+    /// ([`ScoredHit::plan_that_worked`]).
+    ///
+    /// A query vector of another width than the index's, or with a non-finite value, is
+    /// refused with [`KnowledgeError::Invalid`].
+    ///
+    /// ```
+    /// use x0tta_core::{KnowledgeStore, Resolution, SearchQuery};
+    /// use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
+    /// # tokio::runtime::Builder::new_multi_thread().worker_threads(1).build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("x0tta-search-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// let store = RedbKnowledge::open(dir.join("k.redb"), KnowledgeConfig::default())?;
+    /// let mut q = SearchQuery::text("connection refused");
+    /// q.filter.resolution = Some(Resolution::Healed);
+    /// let hits = store.search_scored(&q).await?;
+    /// assert!(hits.iter().all(|h| h.hit.incident.resolution == Resolution::Healed));
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn search_scored(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<Vec<ScoredHit>, KnowledgeError> {
+        let vector = match &query.vector {
+            Some(v) => Some(v.clone()),
+            None => self.embed(&query.text).await,
+        };
+        if let Some(v) = &vector {
+            let indexed = self.shared.read().dimensions();
+            let expected = self
+                .embedder
+                .as_ref()
+                .map(|e| e.dimensions())
+                .or((indexed > 0).then_some(indexed));
+            if let Some(want) = expected
+                && v.len() != want
+            {
+                return Err(KnowledgeError::Invalid(format!(
+                    "query vector has {} dimensions, the index {want}",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(KnowledgeError::Invalid(
+                    "query vector has a non-finite value".into(),
+                ));
+            }
+        }
+        // Milliseconds of CPU at 100,000 incidents: off the async runtime, with the body reads.
+        let (shared, q, fusion) = (self.shared.clone(), query.clone(), self.config.fusion);
+        let (ranked, bodies) = self
+            .blocking(move |db| {
+                let ranked = shared.read().hybrid(&q, vector.as_deref(), &fusion);
+                let ids: Vec<ContentId> = ranked.iter().map(|r| r.id).collect();
+                Ok((ranked, Self::load(db, &ids)?))
+            })
+            .await?;
+        Ok(ranked
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(r, body)| {
+                // The index filtered already; this re-checks against the stored body.
+                let incident = body.filter(|i| {
+                    query.filter.matches(i) && query.kind.is_none_or(|k| i.anomaly.kind == k)
+                })?;
+                Some(ScoredHit {
+                    hit: SearchHit {
+                        id: r.id,
+                        score: r.fused,
+                        incident,
+                    },
+                    bm25: r.bm25,
+                    vector: r.vector,
+                })
+            })
+            .collect())
     }
 
     fn load(db: &Database, ids: &[ContentId]) -> Result<Vec<Option<Incident>>, KnowledgeError> {
@@ -456,49 +724,14 @@ impl KnowledgeStore for RedbKnowledge {
         .await
     }
 
-    /// Hybrid search: BM25 over the text, plus cosine similarity to the query vector (given,
-    /// or computed by the embedder when one is set), fused by weighted reciprocal rank.
+    /// Hybrid search; see [`RedbKnowledge::search_scored`], which also gives each hit's BM25
+    /// and vector parts.
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, KnowledgeError> {
-        let vector = match &query.vector {
-            Some(v) => Some(v.clone()),
-            None => self.embed(&query.text).await,
-        };
-        if let (Some(v), Some(e)) = (&vector, &self.embedder)
-            && v.len() != e.dimensions()
-        {
-            return Err(KnowledgeError::Invalid(format!(
-                "query vector has {} dimensions, the index {}",
-                v.len(),
-                e.dimensions()
-            )));
-        }
-        // Time/node/outcome filters need the bodies: over-fetch, then filter.
-        let fetch = if query.filter.is_empty() {
-            query.limit
-        } else {
-            query.limit.saturating_mul(8).saturating_add(64)
-        };
-        let ranked = self.index().hybrid(
-            &query.text,
-            vector.as_deref(),
-            query.kind,
-            fetch,
-            &self.config.fusion,
-        );
-        let ids: Vec<ContentId> = ranked.iter().map(|(id, _)| *id).collect();
-        let bodies = self.blocking(move |db| Self::load(db, &ids)).await?;
-        Ok(ranked
+        Ok(self
+            .search_scored(query)
+            .await?
             .into_iter()
-            .zip(bodies)
-            .filter_map(|((id, score), body)| {
-                body.filter(|i| query.filter.matches(i))
-                    .map(|incident| SearchHit {
-                        id,
-                        score,
-                        incident,
-                    })
-            })
-            .take(query.limit)
+            .map(|h| h.hit)
             .collect())
     }
 
