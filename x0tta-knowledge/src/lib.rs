@@ -50,18 +50,18 @@
 //! ```
 
 mod car;
-mod crdt;
 mod embed;
 mod index;
 #[cfg(feature = "minilm")]
 mod minilm;
+mod replica;
 mod replicate;
 mod store;
 mod text;
 mod vector;
+mod ydoc;
 
 pub use car::{CarError, ExportReport, ImportReport, MANIFEST_KIND, RefusedBlock};
-pub use crdt::{Dot, LwwRegister, OrSet, PnCounter};
 pub use embed::{LEXICAL_DIMENSIONS, LexicalEmbedder};
 #[doc(hidden)]
 pub use index::{BenchIndex, exact_top_k};
@@ -70,6 +70,13 @@ pub use index::{Fusion, IndexStats, PartScore, ScoredHit};
 pub use minilm::{
     MINILM_DIMENSIONS, MINILM_DIR_ENV, MiniLmConfig, MiniLmEmbedder, MiniLmLoadError,
 };
-pub use replicate::{MAX_HAVE, MAX_REPLY, ReplicationError, Replicator, SYNC_PROTOCOL};
+pub use replica::{INCIDENTS_MAP, POLICY_REGISTER, Refusal, Wanted};
+pub use replicate::{
+    BLOCK_PROTOCOL, MAX_BLOCKS_PER_REQUEST, ReplicationError, Replicator, SYNC_CHUNK,
+    SYNC_PROTOCOL, SyncReport,
+};
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
 pub use vector::VectorIndexConfig;
+pub use ydoc::{
+    CrdtDoc, CrdtError, LwwRegister, MAX_SAFE_INTEGER, OrSet, PnCounter, Stamped, UpdateSink,
+};

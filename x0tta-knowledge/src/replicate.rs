@@ -1,35 +1,104 @@
-//! Replication of incidents between nodes over a [`Transport`]: push through the signed
-//! incident gossip every node's loop publishes, and pull (anti-entropy) over `/x0tta/sync/1`
-//! for what a node missed while it was away. Incidents are immutable and content-addressed, so
-//! the replicated set is a grow-only set: merges commute and repeat harmlessly.
+//! Replication between nodes over a [`Transport`].
 //!
-//! Trust: a gossiped incident is accepted only inside an envelope that verifies under
-//! `contexts::INCIDENT` and was signed by the node the incident names; a pulled incident only
-//! if the serving peer is the node that recorded it (a peer vouches for its own incidents).
+//! - **CRDT gossip** (`x0tta/crdt/1`): each local change of the replicated document (yrs v1
+//!   update) is published; receivers integrate it and log it durably.
+//! - **Anti-entropy** over `/x0tta/sync/1`: [`Replicator::sync`] sends this node's state
+//!   vector, receives exactly the updates it lacks (in chunks of at most [`SYNC_CHUNK`],
+//!   checked by SHA-256), then pushes what the peer lacks; the peer logs it durably before it
+//!   acknowledges.
+//! - **Blocks** over `/x0tta/block/1`: the document names each incident by CID with the CID
+//!   of its signed envelope; a node fetches envelopes it lacks (batched, bounded by
+//!   [`MAX_MESSAGE_BYTES`]) and stores an incident only if its envelope hashes to the named
+//!   CID, verifies under `contexts::INCIDENT` and was signed by the incident's own node. A
+//!   Byzantine peer can write anything into the document, but cannot make a node store an
+//!   incident another node did not sign.
+//! - **Incident gossip** (`x0tta/incidents/1`, published by every node's loop): accepted
+//!   only inside an envelope signed by the node the incident names.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use x0tta_core::{
-    ContentId, Envelope, Incident, IncidentMessage, KnowledgeError, KnowledgeStore, NodeId,
-    Transport, TransportError, Verifier, contexts, from_dag_cbor, to_dag_cbor, topics,
+    ContentId, Envelope, InboundRequest, IncidentMessage, KnowledgeError, KnowledgeStore,
+    MAX_MESSAGE_BYTES, NodeId, Transport, TransportError, Verifier, contexts, from_dag_cbor,
+    to_dag_cbor, topics,
 };
 
-use crate::RedbKnowledge;
+use crate::{RedbKnowledge, Wanted};
 
 /// The request-response protocol of anti-entropy.
 pub const SYNC_PROTOCOL: &str = "/x0tta/sync/1";
-/// Most CIDs a pull request lists (the requester's newest).
-pub const MAX_HAVE: usize = 10_000;
-/// Most incidents one pull reply carries (the server's newest it holds).
-pub const MAX_REPLY: usize = 1_000;
+/// The request-response protocol that serves blocks by CID.
+pub const BLOCK_PROTOCOL: &str = "/x0tta/block/1";
+/// Largest piece of a sync diff one reply carries.
+pub const SYNC_CHUNK: usize = 512 * 1024;
+/// Most CIDs one block request lists.
+pub const MAX_BLOCKS_PER_REQUEST: usize = 512;
+/// Bytes of blocks one reply carries at most (the rest of the message limit is framing).
+const BLOCK_BUDGET: usize = MAX_MESSAGE_BYTES - 64 * 1024;
+/// Largest update pushed in one request.
+const MAX_PUSH: usize = MAX_MESSAGE_BYTES - 1024;
+/// Envelope fetches a node runs at once for pushes and gossip (more are left to the next sync).
+const FETCHES: usize = 4;
+/// A sync restarts when the peer's diff changed between chunks; it gives up after this many.
+const SYNC_ATTEMPTS: usize = 3;
+/// The v1 encoding of an update carrying nothing.
+const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
 #[derive(Debug, Serialize, Deserialize)]
-struct SyncRequest {
-    /// Incidents of the server that the requester already has.
-    have: Vec<ContentId>,
+enum SyncRequest {
+    /// Send the part from `offset` of what a replica with state vector `sv` lacks.
+    Pull {
+        #[serde(with = "serde_bytes")]
+        sv: Vec<u8>,
+        offset: u64,
+    },
+    /// Here is what you lack.
+    Push {
+        #[serde(with = "serde_bytes")]
+        update: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PullReply {
+    /// The server's state vector (so the client can push what the server lacks).
+    #[serde(with = "serde_bytes")]
+    sv: Vec<u8>,
+    /// Length of the whole diff.
+    total: u64,
+    /// SHA-256 of the whole diff.
+    #[serde(with = "serde_bytes")]
+    digest: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    chunk: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PushReply {
+    /// Incidents the push named that the server lacks (it fetches them itself).
+    wanted: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BlockRequest {
+    cids: Vec<ContentId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Block {
+    cid: ContentId,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BlockReply {
+    blocks: Vec<Block>,
 }
 
 /// Replication failed.
@@ -42,9 +111,34 @@ pub enum ReplicationError {
     /// The store failed.
     #[error(transparent)]
     Knowledge(#[from] KnowledgeError),
-    /// The peer sent something that is not a sync reply.
-    #[error("malformed sync reply from {0}")]
-    Malformed(NodeId),
+    /// The peer sent something that is not a valid reply.
+    #[error("malformed {what} from {peer}")]
+    Malformed {
+        /// The peer.
+        peer: NodeId,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The peer's state kept changing while its diff was being transferred.
+    #[error("the diff from {0} kept changing during the transfer")]
+    Unstable(NodeId),
+}
+
+/// What one [`Replicator::sync`] or [`Replicator::fetch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Bytes of CRDT updates received.
+    pub update_bytes_received: usize,
+    /// Bytes of CRDT updates pushed to the peer.
+    pub update_bytes_sent: usize,
+    /// Bytes of envelope blocks received.
+    pub block_bytes_received: usize,
+    /// Incidents verified and stored.
+    pub incidents_added: usize,
+    /// Envelopes refused (bad CID, signature, signer or content).
+    pub refused: usize,
+    /// Incidents the document names that are still missing afterwards.
+    pub missing: usize,
 }
 
 /// Replicates a [`RedbKnowledge`] with its peers. Dropping it stops nothing: the background
@@ -53,109 +147,331 @@ pub enum ReplicationError {
 pub struct Replicator {
     store: RedbKnowledge,
     transport: Arc<dyn Transport>,
+    verifier: Arc<dyn Verifier>,
+    fetches: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("store", &self.store)
+            .field("node", self.transport.local_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn malformed(peer: &NodeId, what: &'static str) -> ReplicationError {
+    ReplicationError::Malformed {
+        peer: peer.clone(),
+        what,
+    }
 }
 
 impl Replicator {
-    /// Starts accepting gossiped incidents (verified with `verifier`) and serving pulls.
+    /// Starts gossiping local CRDT changes, integrating peers' changes and incident gossip
+    /// (verified with `verifier`), and serving sync and block requests.
     pub async fn start(
         store: RedbKnowledge,
         transport: Arc<dyn Transport>,
         verifier: Arc<dyn Verifier>,
     ) -> Result<Self, ReplicationError> {
-        let mut incidents = transport.subscribe(topics::INCIDENTS).await?;
-        let mut requests = transport.serve(SYNC_PROTOCOL).await?;
-        let me = transport.local_id().clone();
-        let push_store = store.clone();
-        tokio::spawn(async move {
-            while let Some(msg) = incidents.next().await {
-                let Ok(env) = from_dag_cbor::<Envelope>(&msg.payload) else {
-                    continue;
-                };
-                let Ok(bytes) = env.open(verifier.as_ref(), contexts::INCIDENT) else {
-                    tracing::warn!(from = %msg.from, "incident gossip with a bad signature refused");
-                    continue;
-                };
-                let Ok(IncidentMessage::Incident { incident }) =
-                    from_dag_cbor::<IncidentMessage>(bytes)
-                else {
-                    continue; // notices and future message kinds are not stored
-                };
-                if incident.node != env.signature.signer {
-                    tracing::warn!(signer = %env.signature.signer, node = %incident.node, "incident signed by another node refused");
-                    continue;
-                }
-                if let Err(e) = push_store.record(&incident).await {
-                    tracing::warn!(%e, "replicated incident not stored");
-                }
-            }
-        });
-        let serve_store = store.clone();
-        tokio::spawn(async move {
-            while let Some(req) = requests.recv().await {
-                let reply = match from_dag_cbor::<SyncRequest>(&req.payload) {
-                    Ok(r) => serve_store
-                        .own_incidents_except(&me, &r.have)
-                        .await
-                        .unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                let body = to_dag_cbor(&reply).unwrap_or_default();
-                req.respond(body);
-            }
-        });
-        Ok(Self { store, transport })
+        let me = Self {
+            store,
+            transport,
+            verifier,
+            fetches: Arc::new(Semaphore::new(FETCHES)),
+        };
+        let incidents = me.transport.subscribe(topics::INCIDENTS).await?;
+        let crdt = me.transport.subscribe(topics::CRDT).await?;
+        let sync = me.transport.serve(SYNC_PROTOCOL).await?;
+        let blocks = me.transport.serve(BLOCK_PROTOCOL).await?;
+        tokio::spawn(me.clone().incident_gossip(incidents));
+        tokio::spawn(me.clone().crdt_gossip(crdt));
+        tokio::spawn(me.clone().serve_sync(sync));
+        tokio::spawn(me.clone().serve_blocks(blocks));
+        tokio::spawn(me.clone().publish_local(me.store.local_updates()));
+        Ok(me)
     }
 
-    /// Pulls from `peer` the incidents it recorded that this store lacks; returns how many
-    /// were new.
-    pub async fn pull(&self, peer: &NodeId, timeout: Duration) -> Result<usize, ReplicationError> {
-        let have: Vec<ContentId> = self
-            .store
-            .recent(MAX_HAVE)
-            .await?
-            .into_iter()
-            .filter(|(_, i)| &i.node == peer)
-            .map(|(id, _)| id)
-            .collect();
-        let body = to_dag_cbor(&SyncRequest { have }).map_err(KnowledgeError::from)?;
-        let reply = self
-            .transport
-            .request(peer, SYNC_PROTOCOL, body, timeout)
-            .await?;
-        let incidents: Vec<Incident> =
-            from_dag_cbor(&reply).map_err(|_| ReplicationError::Malformed(peer.clone()))?;
-        // A peer vouches only for what it recorded itself.
-        let own: Vec<Incident> = incidents
-            .into_iter()
-            .filter(|i| &i.node == peer)
-            .take(MAX_REPLY)
-            .collect();
-        if own.is_empty() {
-            return Ok(0);
+    async fn incident_gossip(self, mut sub: x0tta_core::Subscription) {
+        while let Some(msg) = sub.next().await {
+            let Ok(env) = from_dag_cbor::<Envelope>(&msg.payload) else {
+                continue;
+            };
+            let Ok(bytes) = env.open(self.verifier.as_ref(), contexts::INCIDENT) else {
+                tracing::warn!(from = %msg.from, "incident gossip with a bad signature refused");
+                continue;
+            };
+            let Ok(IncidentMessage::Incident { incident }) =
+                from_dag_cbor::<IncidentMessage>(bytes)
+            else {
+                continue; // notices and future message kinds are not stored
+            };
+            if incident.node != env.signature.signer {
+                tracing::warn!(signer = %env.signature.signer, node = %incident.node, "incident signed by another node refused");
+                continue;
+            }
+            if let Err(e) = self.store.record(&incident).await {
+                tracing::warn!(%e, "replicated incident not stored");
+            }
         }
-        let state = to_dag_cbor(&own).map_err(KnowledgeError::from)?;
-        Ok(match self.store.merge_state(&state).await? {
-            x0tta_core::MergeOutcome::Merged { added } => added,
-            _ => 0,
-        })
     }
-}
 
-impl RedbKnowledge {
-    /// Up to [`MAX_REPLY`] of the newest incidents recorded by `node`, except those in `have`.
-    async fn own_incidents_except(
+    async fn crdt_gossip(self, mut sub: x0tta_core::Subscription) {
+        while let Some(msg) = sub.next().await {
+            match self.store.apply_update(msg.payload).await {
+                Ok(wanted) if !wanted.is_empty() => self.fetch_in_background(msg.from, wanted),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(from = %msg.from, %e, "CRDT update refused"),
+            }
+        }
+    }
+
+    async fn publish_local(self, mut updates: tokio::sync::mpsc::Receiver<Vec<u8>>) {
+        while let Some(update) = updates.recv().await {
+            if update.len() > MAX_MESSAGE_BYTES - 4096 {
+                continue; // too big for gossip: anti-entropy carries it
+            }
+            if let Err(e) = self.transport.publish(topics::CRDT, update).await {
+                tracing::debug!(%e, "CRDT update not gossiped; anti-entropy will carry it");
+            }
+        }
+    }
+
+    async fn serve_sync(self, mut requests: tokio::sync::mpsc::Receiver<InboundRequest>) {
+        while let Some(req) = requests.recv().await {
+            let from = req.from.clone();
+            let reply = match from_dag_cbor::<SyncRequest>(&req.payload) {
+                Ok(SyncRequest::Pull { sv, offset }) => self.pull_reply(&sv, offset),
+                Ok(SyncRequest::Push { update }) => match self.store.apply_update(update).await {
+                    Ok(wanted) => {
+                        let n = wanted.len() as u64;
+                        if n > 0 {
+                            self.fetch_in_background(from.clone(), wanted);
+                        }
+                        to_dag_cbor(&PushReply { wanted: n }).ok()
+                    }
+                    Err(e) => {
+                        tracing::warn!(%from, %e, "pushed CRDT update refused");
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            // An empty reply tells the requester its request was refused.
+            req.respond(reply.unwrap_or_default());
+        }
+    }
+
+    fn pull_reply(&self, sv: &[u8], offset: u64) -> Option<Vec<u8>> {
+        let diff = self.store.crdt().diff(sv).ok()?;
+        let start = usize::try_from(offset).ok()?.min(diff.len());
+        let end = (start + SYNC_CHUNK).min(diff.len());
+        to_dag_cbor(&PullReply {
+            sv: self.store.crdt().state_vector(),
+            total: diff.len() as u64,
+            digest: Sha256::digest(&diff).to_vec(),
+            chunk: diff[start..end].to_vec(),
+        })
+        .ok()
+    }
+
+    async fn serve_blocks(self, mut requests: tokio::sync::mpsc::Receiver<InboundRequest>) {
+        while let Some(req) = requests.recv().await {
+            let reply = match from_dag_cbor::<BlockRequest>(&req.payload) {
+                Ok(r) => {
+                    let cids: Vec<ContentId> =
+                        r.cids.into_iter().take(MAX_BLOCKS_PER_REQUEST).collect();
+                    match self.store.blocks(cids, BLOCK_BUDGET).await {
+                        Ok(found) => to_dag_cbor(&BlockReply {
+                            blocks: found
+                                .into_iter()
+                                .map(|(cid, bytes)| Block { cid, bytes })
+                                .collect(),
+                        })
+                        .ok(),
+                        Err(e) => {
+                            tracing::warn!(%e, "blocks not read");
+                            None
+                        }
+                    }
+                }
+                Err(_) => None,
+            };
+            req.respond(reply.unwrap_or_default());
+        }
+    }
+
+    fn fetch_in_background(&self, peer: NodeId, wanted: Vec<Wanted>) {
+        let Ok(permit) = self.fetches.clone().try_acquire_owned() else {
+            return; // enough fetches running: the next sync picks these up
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me
+                .fetch_wanted(&peer, wanted, Duration::from_secs(10))
+                .await
+            {
+                tracing::debug!(%peer, %e, "envelope fetch failed; the next sync retries");
+            }
+            drop(permit);
+        });
+    }
+
+    /// Synchronises with `peer` both ways: pulls what this node lacks, pushes what the peer
+    /// lacks, then fetches and verifies the envelopes of incidents this node lacks from it.
+    pub async fn sync(
         &self,
-        node: &NodeId,
-        have: &[ContentId],
-    ) -> Result<Vec<Incident>, KnowledgeError> {
-        let have: BTreeSet<&ContentId> = have.iter().take(MAX_HAVE).collect();
-        Ok(self
-            .recent(usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|(id, i)| &i.node == node && !have.contains(id))
-            .take(MAX_REPLY)
-            .map(|(_, i)| i)
-            .collect())
+        peer: &NodeId,
+        timeout: Duration,
+    ) -> Result<SyncReport, ReplicationError> {
+        let mut report = SyncReport::default();
+        let (diff, peer_sv) = self.pull(peer, timeout).await?;
+        report.update_bytes_received = diff.len();
+        if diff != EMPTY_UPDATE {
+            self.store.apply_update(diff).await?;
+        }
+        let push = self
+            .store
+            .crdt()
+            .diff(&peer_sv)
+            .map_err(|_| malformed(peer, "state vector"))?;
+        if push != EMPTY_UPDATE && push.len() <= MAX_PUSH {
+            report.update_bytes_sent = push.len();
+            let body =
+                to_dag_cbor(&SyncRequest::Push { update: push }).map_err(KnowledgeError::from)?;
+            let reply = self
+                .transport
+                .request(peer, SYNC_PROTOCOL, body, timeout)
+                .await?;
+            from_dag_cbor::<PushReply>(&reply).map_err(|_| malformed(peer, "push reply"))?;
+        } else if push.len() > MAX_PUSH {
+            tracing::info!(%peer, bytes = push.len(), "update too big to push; the peer pulls it");
+        }
+        let fetched = self.fetch(peer, timeout).await?;
+        report.block_bytes_received = fetched.block_bytes_received;
+        report.incidents_added = fetched.incidents_added;
+        report.refused = fetched.refused;
+        report.missing = fetched.missing;
+        Ok(report)
+    }
+
+    /// Pulls the whole diff from `peer` (chunk by chunk, checked against its digest).
+    async fn pull(
+        &self,
+        peer: &NodeId,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Vec<u8>), ReplicationError> {
+        let sv = self.store.crdt().state_vector();
+        for _ in 0..SYNC_ATTEMPTS {
+            let mut diff = Vec::new();
+            let mut expected: Option<(u64, Vec<u8>)> = None;
+            let mut peer_sv = Vec::new();
+            let mut changed = false;
+            loop {
+                let body = to_dag_cbor(&SyncRequest::Pull {
+                    sv: sv.clone(),
+                    offset: diff.len() as u64,
+                })
+                .map_err(KnowledgeError::from)?;
+                let reply = self
+                    .transport
+                    .request(peer, SYNC_PROTOCOL, body, timeout)
+                    .await?;
+                let r: PullReply =
+                    from_dag_cbor(&reply).map_err(|_| malformed(peer, "sync reply"))?;
+                match &expected {
+                    None => expected = Some((r.total, r.digest.clone())),
+                    Some((t, d)) if *t != r.total || *d != r.digest => {
+                        changed = true;
+                        break;
+                    }
+                    Some(_) => {}
+                }
+                peer_sv = r.sv;
+                if r.chunk.is_empty() && (diff.len() as u64) < r.total {
+                    return Err(malformed(peer, "empty sync chunk"));
+                }
+                diff.extend_from_slice(&r.chunk);
+                if diff.len() as u64 >= r.total {
+                    break;
+                }
+            }
+            if changed {
+                continue;
+            }
+            let Some((total, digest)) = expected else {
+                return Err(malformed(peer, "sync reply"));
+            };
+            if diff.len() as u64 != total || Sha256::digest(&diff).as_slice() != digest {
+                return Err(malformed(peer, "sync digest"));
+            }
+            return Ok((diff, peer_sv));
+        }
+        Err(ReplicationError::Unstable(peer.clone()))
+    }
+
+    /// Fetches from `peer` the envelopes of every incident the document names that this
+    /// store lacks, verifies and stores them.
+    pub async fn fetch(
+        &self,
+        peer: &NodeId,
+        timeout: Duration,
+    ) -> Result<SyncReport, ReplicationError> {
+        let wanted = self.store.wanted(usize::MAX).await?;
+        self.fetch_wanted(peer, wanted, timeout).await
+    }
+
+    async fn fetch_wanted(
+        &self,
+        peer: &NodeId,
+        wanted: Vec<Wanted>,
+        timeout: Duration,
+    ) -> Result<SyncReport, ReplicationError> {
+        let mut report = SyncReport::default();
+        // By envelope: one block may be named for several incidents (by a Byzantine writer).
+        let mut queue: BTreeMap<ContentId, Vec<Wanted>> = BTreeMap::new();
+        for w in wanted {
+            queue.entry(w.envelope).or_default().push(w);
+        }
+        while !queue.is_empty() {
+            let cids: Vec<ContentId> = queue.keys().take(MAX_BLOCKS_PER_REQUEST).copied().collect();
+            let body =
+                to_dag_cbor(&BlockRequest { cids: cids.clone() }).map_err(KnowledgeError::from)?;
+            let reply = self
+                .transport
+                .request(peer, BLOCK_PROTOCOL, body, timeout)
+                .await?;
+            let r: BlockReply =
+                from_dag_cbor(&reply).map_err(|_| malformed(peer, "block reply"))?;
+            let mut progressed = false;
+            for block in r.blocks {
+                let Some(ws) = queue.remove(&block.cid) else {
+                    continue; // not asked for
+                };
+                progressed = true;
+                report.block_bytes_received += block.bytes.len();
+                for w in ws {
+                    match self
+                        .store
+                        .accept_envelope(&w, block.bytes.clone(), self.verifier.as_ref())
+                        .await?
+                    {
+                        Ok(_) => report.incidents_added += 1,
+                        Err(why) => {
+                            report.refused += 1;
+                            tracing::warn!(%peer, incident = %w.incident, %why, "incident envelope refused");
+                        }
+                    }
+                }
+            }
+            if !progressed {
+                // The peer holds none of these.
+                for cid in cids {
+                    report.missing += queue.remove(&cid).map_or(0, |ws| ws.len());
+                }
+            }
+        }
+        Ok(report)
     }
 }

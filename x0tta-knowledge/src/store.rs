@@ -12,14 +12,15 @@ use x0tta_core::{
 };
 
 use crate::index::{DocMeta, Fusion, Index, IndexStats, MergeStep, ScoredHit, merge_step};
+use crate::replica::{CRDT_LOG, Replica};
 use crate::vector::{self, VectorIndexConfig};
 
 /// Record bodies by CID bytes (DAG-CBOR).
-const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+pub(crate) const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// Incidents that keep their body, by sequence number → CID bytes (oldest first).
 const INCIDENT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("incident_log");
 /// Every incident ever recorded: CID bytes → sequence number.
-const INCIDENT_SEQ: TableDefinition<&[u8], u64> = TableDefinition::new("incident_seq");
+pub(crate) const INCIDENT_SEQ: TableDefinition<&[u8], u64> = TableDefinition::new("incident_seq");
 /// Plan templates by name (DAG-CBOR).
 const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("templates");
 /// Policy versions in the order they came into force → CID bytes (body in BLOCKS).
@@ -27,7 +28,7 @@ const POLICY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("policy_log
 /// Embeddings of incidents that keep their body: sequence → little-endian f32s.
 const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 /// Counters.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const NEXT_INCIDENT: &str = "next_incident_seq";
 const NEXT_POLICY: &str = "next_policy_seq";
@@ -65,7 +66,7 @@ impl KnowledgeConfig {
 
 /// What a write stored — per incident: id, sequence if new, the incident, its vector — and
 /// the sequences retention evicted.
-type Inserted = (
+pub(crate) type Inserted = (
     Vec<(ContentId, Option<u64>, Incident, Option<Vec<f32>>)>,
     Vec<u64>,
 );
@@ -105,7 +106,7 @@ pub enum OpenError {
     Config(&'static str),
 }
 
-fn storage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> KnowledgeError {
+pub(crate) fn storage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> KnowledgeError {
     move |e| KnowledgeError::Storage(format!("{what}: {e}"))
 }
 
@@ -212,7 +213,8 @@ fn merge_thread(shared: Weak<Shared>, wake: Receiver<()>) {
 /// (`<file>.hnsw/`), so a reopen neither re-embeds nor rebuilds.
 #[derive(Clone)]
 pub struct RedbKnowledge {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
+    pub(crate) replica: Arc<Replica>,
     shared: Arc<Shared>,
     config: KnowledgeConfig,
     path: PathBuf,
@@ -255,15 +257,19 @@ impl RedbKnowledge {
                 txn.open_table(POLICY_LOG)?;
                 txn.open_table(META)?;
                 txn.open_table(VECTORS)?;
+                txn.open_table(CRDT_LOG)?;
                 Ok(())
             })();
             t.map_err(|e| corrupt(storage("tables")(e)))?;
         }
         txn.commit().map_err(|e| corrupt(storage("commit")(e)))?;
+        let db = Arc::new(db);
+        let replica = Arc::new(Replica::open(&db).map_err(corrupt)?);
 
         let sidecar = config.vectors.persist.then(|| vector::sidecar_dir(&path));
         let store = Self {
-            db: Arc::new(db),
+            db,
+            replica,
             shared: Arc::new(Shared {
                 index: RwLock::new(Index::new(config.vectors.clone())),
                 merging: Mutex::new(false),
@@ -429,6 +435,15 @@ impl RedbKnowledge {
     /// Stores incidents in one durable transaction; returns, per incident, its id and whether
     /// it was new, plus the sequence numbers evicted by retention.
     async fn insert_incidents(&self, incidents: Vec<Incident>) -> Result<Inserted, KnowledgeError> {
+        self.insert_with_blocks(incidents, Vec::new()).await
+    }
+
+    /// [`Self::insert_incidents`], storing `extra` blocks (envelopes) in the same transaction.
+    pub(crate) async fn insert_with_blocks(
+        &self,
+        incidents: Vec<Incident>,
+        extra: Vec<(ContentId, Vec<u8>)>,
+    ) -> Result<Inserted, KnowledgeError> {
         let mut encoded = Vec::with_capacity(incidents.len());
         for inc in incidents {
             let bytes = to_dag_cbor(&inc)?;
@@ -446,6 +461,11 @@ impl RedbKnowledge {
                 let mut seqs = txn.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
                 let mut meta = txn.open_table(META).map_err(storage("table"))?;
                 let mut vectors = txn.open_table(VECTORS).map_err(storage("table"))?;
+                for (id, bytes) in &extra {
+                    blocks
+                        .insert(id.to_bytes().as_slice(), bytes.as_slice())
+                        .map_err(storage("insert"))?;
+                }
                 let mut next = meta
                     .get(NEXT_INCIDENT)
                     .map_err(storage("get"))?
@@ -504,7 +524,7 @@ impl RedbKnowledge {
     }
 
     /// Puts what a write stored into the index; returns how many incidents were new.
-    fn index_inserted(&self, (stored, evicted): &Inserted) -> usize {
+    pub(crate) fn index_inserted(&self, (stored, evicted): &Inserted) -> usize {
         let mut index = self.shared.write();
         let mut added = 0;
         for (id, seq, inc, vector) in stored {
@@ -689,13 +709,34 @@ impl RedbKnowledge {
 #[async_trait]
 impl KnowledgeStore for RedbKnowledge {
     async fn record(&self, incident: &Incident) -> Result<ContentId, KnowledgeError> {
-        let inserted = self.insert_incidents(vec![incident.clone()]).await?;
+        // This node's own incidents also go into the replicated document, each named with
+        // the signed envelope that proves it (stored as a block beside it).
+        let sealed = match self.replica.signer() {
+            Some(_) => {
+                let replica = self.replica.clone();
+                let inc = incident.clone();
+                tokio::task::spawn_blocking(move || replica.seal(&inc))
+                    .await
+                    .map_err(|e| KnowledgeError::Storage(format!("signing task failed: {e}")))??
+            }
+            None => None,
+        };
+        let inserted = self
+            .insert_with_blocks(vec![incident.clone()], sealed.iter().cloned().collect())
+            .await?;
         self.index_inserted(&inserted);
-        inserted
+        let id = inserted
             .0
             .first()
             .map(|(id, ..)| *id)
-            .ok_or_else(|| KnowledgeError::Storage("nothing stored".into()))
+            .ok_or_else(|| KnowledgeError::Storage("nothing stored".into()))?;
+        if let Some((envelope, _)) = sealed {
+            let replica = self.replica.clone();
+            tokio::task::spawn_blocking(move || replica.publish(&[(id, envelope)]))
+                .await
+                .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))??;
+        }
+        Ok(id)
     }
 
     async fn get(&self, id: &ContentId) -> Result<Option<Incident>, KnowledgeError> {

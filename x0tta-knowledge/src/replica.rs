@@ -1,0 +1,530 @@
+//! The store's replicated document: a [`CrdtDoc`] whose every change is in the CRDT log
+//! (a redb table) before it is acknowledged, and whose `incidents` map names, per incident
+//! CID, the signed envelope that proves it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::mpsc;
+use x0tta_core::{
+    ContentId, Envelope, Incident, IncidentMessage, KnowledgeError, KnowledgeStore, Signer,
+    Verifier, contexts, from_dag_cbor, to_dag_cbor,
+};
+use yrs::types::EntryChange;
+use yrs::updates::decoder::Decode;
+use yrs::{Any, Map, MapRef, Observable, Origin, Out, Transact};
+
+use crate::RedbKnowledge;
+use crate::store::{BLOCKS, INCIDENT_SEQ, META, storage};
+use crate::ydoc::{CrdtDoc, CrdtError, LwwRegister};
+
+/// The CRDT update log: sequence → v1 update.
+pub(crate) const CRDT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("crdt_log");
+const NEXT_CRDT: &str = "next_crdt_seq";
+const CRDT_CLIENT: &str = "crdt_client_id";
+/// Above this many logged updates, opening the store folds the log into one.
+const COMPACT_AT: u64 = 512;
+/// Root map: incident CID (string) → CID (string) of the signed envelope carrying it.
+pub const INCIDENTS_MAP: &str = "incidents";
+/// Root map of the policy register (an [`LwwRegister`](crate::LwwRegister) of the signed
+/// policy's CID).
+pub const POLICY_REGISTER: &str = "policy";
+/// Local changes waiting for the replicator to gossip them (older ones are dropped when
+/// full; anti-entropy carries what gossip missed).
+const OUTBOX: usize = 256;
+/// The origin of transactions that integrate remote updates.
+const REMOTE: &str = "x0tta/remote";
+
+/// An incident this store's document names but whose envelope it has not verified yet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Wanted {
+    /// The incident's CID (the map key).
+    pub incident: ContentId,
+    /// The CID of the envelope that carries it (the map value).
+    pub envelope: ContentId,
+}
+
+/// Why a fetched envelope was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Its bytes do not hash to the CID the document names.
+    #[error("block does not match its CID")]
+    Cid,
+    /// It is not a DAG-CBOR envelope of an incident message.
+    #[error("not an incident envelope")]
+    Malformed,
+    /// Its signature does not verify under the incident context.
+    #[error("bad signature")]
+    Signature,
+    /// It was signed by another node than the one the incident names.
+    #[error("signed by {signer}, not by the incident's node {node}")]
+    Signer {
+        /// Who signed.
+        signer: String,
+        /// Whose incident it is.
+        node: String,
+    },
+    /// The incident inside is not the one the document names.
+    #[error("carries another incident than the key names")]
+    Mismatch,
+}
+
+pub(crate) struct Replica {
+    pub(crate) doc: CrdtDoc,
+    incidents: MapRef,
+    /// Incident entries that remote updates inserted or changed, drained after each apply.
+    changed: Arc<Mutex<Vec<(String, String)>>>,
+    /// Serialises remote applies with the drain of `changed`.
+    applying: Mutex<()>,
+    signer: RwLock<Option<Arc<dyn Signer>>>,
+    outbox: Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
+}
+
+fn cid_string(out: &Out) -> Option<String> {
+    match out {
+        Out::Any(Any::String(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn append(db: &Database, updates: &[&[u8]]) -> Result<(), KnowledgeError> {
+    let txn = db.begin_write().map_err(storage("begin"))?;
+    {
+        let mut log = txn.open_table(CRDT_LOG).map_err(storage("table"))?;
+        let mut meta = txn.open_table(META).map_err(storage("table"))?;
+        let mut next = meta
+            .get(NEXT_CRDT)
+            .map_err(storage("get"))?
+            .map_or(0, |v| v.value());
+        for u in updates {
+            log.insert(next, *u).map_err(storage("insert"))?;
+            next += 1;
+        }
+        meta.insert(NEXT_CRDT, next).map_err(storage("insert"))?;
+    }
+    txn.commit().map_err(storage("commit"))
+}
+
+impl Replica {
+    /// Loads the document from the log (folding a long log into one update) and wires its
+    /// sink to the log.
+    pub(crate) fn open(db: &Arc<Database>) -> Result<Self, KnowledgeError> {
+        let txn = db.begin_write().map_err(storage("begin"))?;
+        let client = {
+            let mut meta = txn.open_table(META).map_err(storage("table"))?;
+            txn.open_table(CRDT_LOG).map_err(storage("table"))?;
+            let stored = meta
+                .get(CRDT_CLIENT)
+                .map_err(storage("get"))?
+                .map(|v| v.value());
+            match stored {
+                Some(c) => c,
+                None => {
+                    // yrs draws a random id (Yjs-compatible: it fits a JavaScript number).
+                    let c = yrs::Doc::new().client_id().get();
+                    meta.insert(CRDT_CLIENT, c).map_err(storage("insert"))?;
+                    c
+                }
+            }
+        };
+        txn.commit().map_err(storage("commit"))?;
+
+        let doc = CrdtDoc::with_client_id(client);
+        let r = db.begin_read().map_err(storage("read"))?;
+        let log = r.open_table(CRDT_LOG).map_err(storage("table"))?;
+        let entries = log.len().map_err(storage("len"))?;
+        for row in log.iter().map_err(storage("iter"))? {
+            let (seq, update) = row.map_err(storage("row"))?;
+            doc.apply(update.value()).map_err(|e| {
+                KnowledgeError::Storage(format!("CRDT log entry {}: {e}", seq.value()))
+            })?;
+        }
+        drop((log, r));
+        if entries > COMPACT_AT {
+            let state = doc.encode_state();
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            {
+                let mut log = txn.open_table(CRDT_LOG).map_err(storage("table"))?;
+                log.retain(|_, _| false).map_err(storage("compact"))?;
+                log.insert(0, state.as_slice()).map_err(storage("insert"))?;
+                let mut meta = txn.open_table(META).map_err(storage("table"))?;
+                meta.insert(NEXT_CRDT, 1).map_err(storage("insert"))?;
+            }
+            txn.commit().map_err(storage("commit"))?;
+        }
+
+        let outbox: Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>> = Arc::default();
+        let (sink_db, sink_outbox) = (db.clone(), outbox.clone());
+        let doc = doc.with_sink(Arc::new(move |update: &[u8]| {
+            append(&sink_db, &[update]).map_err(|e| CrdtError::Persist(e.to_string()))?;
+            if let Some(tx) = sink_outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                let _ = tx.try_send(update.to_vec());
+            }
+            Ok(())
+        }));
+        let incidents = doc.yrs().get_or_insert_map(INCIDENTS_MAP);
+        let changed: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let sink = changed.clone();
+        incidents.observe(REMOTE, move |txn, event| {
+            if txn.origin() != Some(&Origin::from(REMOTE)) {
+                return;
+            }
+            let mut out = sink.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, change) in event.keys(txn) {
+                if let EntryChange::Inserted(v) | EntryChange::Updated(_, v) = change
+                    && let Some(env) = cid_string(v)
+                {
+                    out.push((key.to_string(), env));
+                }
+            }
+        });
+        Ok(Self {
+            doc,
+            incidents,
+            changed,
+            applying: Mutex::new(()),
+            signer: RwLock::new(None),
+            outbox,
+        })
+    }
+
+    pub(crate) fn set_signer(&self, signer: Arc<dyn Signer>) {
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = Some(signer);
+    }
+
+    pub(crate) fn signer(&self) -> Option<Arc<dyn Signer>> {
+        self.signer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A receiver of local changes (replacing any earlier one).
+    pub(crate) fn subscribe_local(&self) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        *self.outbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Signs `incident` into an envelope for the document, if it is this node's own.
+    pub(crate) fn seal(
+        &self,
+        incident: &Incident,
+    ) -> Result<Option<(ContentId, Vec<u8>)>, KnowledgeError> {
+        let Some(signer) = self.signer() else {
+            return Ok(None);
+        };
+        if signer.node_id() != &incident.node {
+            return Ok(None);
+        }
+        let msg = IncidentMessage::Incident {
+            incident: Box::new(incident.clone()),
+        };
+        let env = Envelope::seal(signer.as_ref(), contexts::INCIDENT, to_dag_cbor(&msg)?)
+            .map_err(|e| KnowledgeError::Storage(format!("signing incident: {e}")))?;
+        let bytes = to_dag_cbor(&env)?;
+        Ok(Some((ContentId::of_dag_cbor(&bytes), bytes)))
+    }
+
+    /// Names `envelope` as the proof of `incident` in the document (durably logged).
+    pub(crate) fn publish(&self, entries: &[(ContentId, ContentId)]) -> Result<(), KnowledgeError> {
+        let fresh: Vec<_> = {
+            let txn = self.doc.yrs().transact();
+            entries
+                .iter()
+                .filter(|(i, _)| !self.incidents.contains_key(&txn, &i.to_string()))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.doc
+            .write(|txn| {
+                for (incident, envelope) in fresh {
+                    self.incidents.insert(
+                        txn,
+                        incident.to_string(),
+                        Any::from(envelope.to_string()),
+                    );
+                }
+            })
+            .map_err(|e| KnowledgeError::Storage(e.to_string()))
+    }
+
+    /// Integrates a remote update, logs it durably, and returns the incidents it named that
+    /// `known` says this store lacks.
+    pub(crate) fn apply(
+        &self,
+        db: &Database,
+        update: &[u8],
+    ) -> Result<Vec<Wanted>, KnowledgeError> {
+        let _guard = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let decoded = yrs::Update::decode_v1(update)
+                .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
+            self.doc
+                .yrs()
+                .transact_mut_with(REMOTE)
+                .apply_update(decoded)
+                .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
+        }
+        append(db, &[update])?;
+        let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
+        unknown(db, changed.into_iter())
+    }
+
+    /// Incidents the document names that this store lacks (at most `limit`).
+    pub(crate) fn wanted(
+        &self,
+        db: &Database,
+        limit: usize,
+    ) -> Result<Vec<Wanted>, KnowledgeError> {
+        let entries: Vec<(String, String)> = {
+            let txn = self.doc.yrs().transact();
+            self.incidents
+                .iter(&txn)
+                .filter_map(|(k, v)| cid_string(&v).map(|e| (k.to_owned(), e)))
+                .collect()
+        };
+        let mut out = unknown(db, entries.into_iter())?;
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The envelope CID the document names for `incident`.
+    pub(crate) fn envelope_of(&self, incident: &ContentId) -> Option<ContentId> {
+        let txn = self.doc.yrs().transact();
+        self.incidents
+            .get(&txn, &incident.to_string())
+            .and_then(|v| cid_string(&v))
+            .and_then(|s| s.parse().ok())
+    }
+}
+
+/// The entries whose incident is not in `INCIDENT_SEQ`; entries that do not parse are skipped.
+fn unknown(
+    db: &Database,
+    entries: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<Wanted>, KnowledgeError> {
+    let r = db.begin_read().map_err(storage("read"))?;
+    let seqs = r.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
+    let mut out = BTreeSet::new();
+    for (k, v) in entries {
+        let (Ok(incident), Ok(envelope)) = (k.parse::<ContentId>(), v.parse::<ContentId>()) else {
+            continue;
+        };
+        if seqs
+            .get(incident.to_bytes().as_slice())
+            .map_err(storage("get"))?
+            .is_none()
+        {
+            out.insert(Wanted { incident, envelope });
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Checks a fetched envelope against what the document names; returns the incident inside.
+pub(crate) fn verify_envelope(
+    wanted: &Wanted,
+    bytes: &[u8],
+    verifier: &dyn Verifier,
+) -> Result<Incident, Refusal> {
+    if ContentId::of_dag_cbor(bytes) != wanted.envelope {
+        return Err(Refusal::Cid);
+    }
+    let env: Envelope = from_dag_cbor(bytes).map_err(|_| Refusal::Malformed)?;
+    let payload = env
+        .open(verifier, contexts::INCIDENT)
+        .map_err(|_| Refusal::Signature)?;
+    let Ok(IncidentMessage::Incident { incident }) = from_dag_cbor::<IncidentMessage>(payload)
+    else {
+        return Err(Refusal::Malformed);
+    };
+    if incident.node != env.signature.signer {
+        return Err(Refusal::Signer {
+            signer: env.signature.signer.to_string(),
+            node: incident.node.to_string(),
+        });
+    }
+    if incident.content_id().ok() != Some(wanted.incident) {
+        return Err(Refusal::Mismatch);
+    }
+    Ok(*incident)
+}
+
+/// Reads blocks by CID (those held here).
+pub(crate) fn read_blocks(
+    db: &Database,
+    cids: &[ContentId],
+    budget: usize,
+) -> Result<Vec<(ContentId, Vec<u8>)>, KnowledgeError> {
+    let r = db.begin_read().map_err(storage("read"))?;
+    let blocks = r.open_table(BLOCKS).map_err(storage("table"))?;
+    let mut out = Vec::new();
+    let mut used = 0;
+    for cid in cids {
+        if let Some(b) = blocks
+            .get(cid.to_bytes().as_slice())
+            .map_err(storage("get"))?
+        {
+            let b = b.value();
+            if used + b.len() > budget {
+                break;
+            }
+            used += b.len() + 64;
+            out.push((*cid, b.to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+impl RedbKnowledge {
+    /// The replicated document (yrs): the incidents map, the policy register, counters and
+    /// sets. Local changes are in the store's CRDT log before a write returns.
+    ///
+    /// ```
+    /// use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = RedbKnowledge::open(dir.path().join("k.redb"), KnowledgeConfig::default())?;
+    /// store.crdt().counter("heals").add(1)?;
+    /// drop(store);
+    /// let store = RedbKnowledge::open(dir.path().join("k.redb"), KnowledgeConfig::default())?;
+    /// assert_eq!(store.crdt().counter("heals").value(), 1); // reloaded from the CRDT log
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn crdt(&self) -> &CrdtDoc {
+        &self.replica.doc
+    }
+
+    /// The policy register: the CID of the signed policy in force, versioned, last writer
+    /// wins by version then signer.
+    pub fn policy_register(&self) -> LwwRegister<String> {
+        self.replica.doc.register(POLICY_REGISTER)
+    }
+
+    /// Signs this node's incidents into the replicated document from now on (each named
+    /// with its envelope, an ML-DSA-65 signature under [`contexts::INCIDENT`]), and adds the
+    /// own incidents already stored that the document lacks. Returns how many it added.
+    pub async fn set_signer(&self, signer: Arc<dyn Signer>) -> Result<usize, KnowledgeError> {
+        self.replica.set_signer(signer.clone());
+        let me = signer.node_id().clone();
+        let missing: Vec<(ContentId, Incident)> = self
+            .recent(usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|(id, i)| i.node == me && self.replica.envelope_of(id).is_none())
+            .collect();
+        let replica = self.replica.clone();
+        let (entries, blocks) = tokio::task::spawn_blocking(move || {
+            let mut entries = Vec::new();
+            let mut blocks = Vec::new();
+            for (id, inc) in missing {
+                if let Some((env, bytes)) = replica.seal(&inc)? {
+                    entries.push((id, env));
+                    blocks.push((env, bytes));
+                }
+            }
+            Ok::<_, KnowledgeError>((entries, blocks))
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("signing task failed: {e}")))??;
+        self.put_blocks(blocks).await?;
+        let n = entries.len();
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || replica.publish(&entries))
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))??;
+        Ok(n)
+    }
+
+    /// Integrates a remote CRDT update (v1), durably logged before this returns; gives the
+    /// incidents it names that this store lacks (fetch their envelopes, then
+    /// [`RedbKnowledge::accept_envelope`]).
+    pub async fn apply_update(&self, update: Vec<u8>) -> Result<Vec<Wanted>, KnowledgeError> {
+        let (db, replica) = (self.db.clone(), self.replica.clone());
+        tokio::task::spawn_blocking(move || replica.apply(&db, &update))
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
+    }
+
+    /// Up to `limit` incidents the document names that this store lacks.
+    pub async fn wanted(&self, limit: usize) -> Result<Vec<Wanted>, KnowledgeError> {
+        let (db, replica) = (self.db.clone(), self.replica.clone());
+        tokio::task::spawn_blocking(move || replica.wanted(&db, limit))
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
+    }
+
+    /// Verifies a fetched envelope against what the document names (CID, ML-DSA-65
+    /// signature under [`contexts::INCIDENT`], signed by the incident's own node, the incident
+    /// the key names) and stores the incident and the envelope. The outer error is storage;
+    /// the inner one says why the envelope was refused.
+    pub async fn accept_envelope(
+        &self,
+        wanted: &Wanted,
+        bytes: Vec<u8>,
+        verifier: &dyn Verifier,
+    ) -> Result<Result<ContentId, Refusal>, KnowledgeError> {
+        let incident = match verify_envelope(wanted, &bytes, verifier) {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        let inserted = self
+            .insert_with_blocks(vec![incident], vec![(wanted.envelope, bytes)])
+            .await?;
+        self.index_inserted(&inserted);
+        Ok(Ok(wanted.incident))
+    }
+
+    /// Blocks held here among `cids`, in order, stopping before `budget` bytes.
+    pub async fn blocks(
+        &self,
+        cids: Vec<ContentId>,
+        budget: usize,
+    ) -> Result<Vec<(ContentId, Vec<u8>)>, KnowledgeError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || read_blocks(&db, &cids, budget))
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
+    }
+
+    /// A receiver of this store's local CRDT changes (for gossip), replacing any earlier one.
+    pub fn local_updates(&self) -> mpsc::Receiver<Vec<u8>> {
+        self.replica.subscribe_local()
+    }
+
+    /// Stores (pins) a DAG-CBOR block under the CID of its bytes, so this node serves it over
+    /// `/x0tta/block/1`; returns the CID.
+    pub async fn put_block(&self, bytes: Vec<u8>) -> Result<ContentId, KnowledgeError> {
+        let id = ContentId::of_dag_cbor(&bytes);
+        self.put_blocks(vec![(id, bytes)]).await?;
+        Ok(id)
+    }
+
+    async fn put_blocks(&self, blocks: Vec<(ContentId, Vec<u8>)>) -> Result<(), KnowledgeError> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            {
+                let mut t = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                for (id, b) in &blocks {
+                    t.insert(id.to_bytes().as_slice(), b.as_slice())
+                        .map_err(storage("insert"))?;
+                }
+            }
+            txn.commit().map_err(storage("commit"))
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
+    }
+}
