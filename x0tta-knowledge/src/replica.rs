@@ -483,6 +483,59 @@ impl RedbKnowledge {
         Ok(Ok(wanted.incident))
     }
 
+    /// [`RedbKnowledge::accept_envelope`] for many envelopes: verified on all cores, the
+    /// accepted incidents stored in one durable transaction. Results are in input order.
+    pub async fn accept_envelopes(
+        &self,
+        fetched: Vec<(Wanted, Vec<u8>)>,
+        verifier: Arc<dyn Verifier>,
+    ) -> Result<Vec<Result<ContentId, Refusal>>, KnowledgeError> {
+        let checked = tokio::task::spawn_blocking(move || {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per = fetched.len().div_ceil(threads).max(1);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = fetched
+                    .chunks(per)
+                    .map(|part| {
+                        let verifier = verifier.clone();
+                        s.spawn(move || {
+                            part.iter()
+                                .map(|(w, b)| {
+                                    verify_envelope(w, b, verifier.as_ref())
+                                        .map(|i| (w.clone(), b.clone(), i))
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("verification task failed: {e}")))?;
+        let mut incidents = Vec::new();
+        let mut blocks = Vec::new();
+        let mut out = Vec::with_capacity(checked.len());
+        for r in checked {
+            match r {
+                Ok((w, bytes, incident)) => {
+                    incidents.push(incident);
+                    blocks.push((w.envelope, bytes));
+                    out.push(Ok(w.incident));
+                }
+                Err(why) => out.push(Err(why)),
+            }
+        }
+        if !incidents.is_empty() {
+            let inserted = self.insert_with_blocks(incidents, blocks).await?;
+            self.index_inserted(&inserted);
+        }
+        Ok(out)
+    }
+
     /// Blocks held here among `cids`, in order, stopping before `budget` bytes.
     pub async fn blocks(
         &self,

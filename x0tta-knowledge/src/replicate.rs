@@ -325,6 +325,22 @@ impl Replicator {
         peer: &NodeId,
         timeout: Duration,
     ) -> Result<SyncReport, ReplicationError> {
+        let mut report = self.sync_document(peer, timeout).await?;
+        let fetched = self.fetch(peer, timeout).await?;
+        report.block_bytes_received = fetched.block_bytes_received;
+        report.incidents_added = fetched.incidents_added;
+        report.refused = fetched.refused;
+        report.missing = fetched.missing;
+        Ok(report)
+    }
+
+    /// The document part of [`Replicator::sync`]: exchanges state vectors and the updates
+    /// each side lacks (both logged durably), without fetching envelopes.
+    pub async fn sync_document(
+        &self,
+        peer: &NodeId,
+        timeout: Duration,
+    ) -> Result<SyncReport, ReplicationError> {
         let mut report = SyncReport::default();
         let (diff, peer_sv) = self.pull(peer, timeout).await?;
         report.update_bytes_received = diff.len();
@@ -348,11 +364,6 @@ impl Replicator {
         } else if push.len() > MAX_PUSH {
             tracing::info!(%peer, bytes = push.len(), "update too big to push; the peer pulls it");
         }
-        let fetched = self.fetch(peer, timeout).await?;
-        report.block_bytes_received = fetched.block_bytes_received;
-        report.incidents_added = fetched.incidents_added;
-        report.refused = fetched.refused;
-        report.missing = fetched.missing;
         Ok(report)
     }
 
@@ -445,6 +456,7 @@ impl Replicator {
             let r: BlockReply =
                 from_dag_cbor(&reply).map_err(|_| malformed(peer, "block reply"))?;
             let mut progressed = false;
+            let mut batch = Vec::new();
             for block in r.blocks {
                 let Some(ws) = queue.remove(&block.cid) else {
                     continue; // not asked for
@@ -452,16 +464,20 @@ impl Replicator {
                 progressed = true;
                 report.block_bytes_received += block.bytes.len();
                 for w in ws {
-                    match self
-                        .store
-                        .accept_envelope(&w, block.bytes.clone(), self.verifier.as_ref())
-                        .await?
-                    {
-                        Ok(_) => report.incidents_added += 1,
-                        Err(why) => {
-                            report.refused += 1;
-                            tracing::warn!(%peer, incident = %w.incident, %why, "incident envelope refused");
-                        }
+                    batch.push((w, block.bytes.clone()));
+                }
+            }
+            let names: Vec<ContentId> = batch.iter().map(|(w, _)| w.incident).collect();
+            let results = self
+                .store
+                .accept_envelopes(batch, self.verifier.clone())
+                .await?;
+            for (incident, r) in names.into_iter().zip(results) {
+                match r {
+                    Ok(_) => report.incidents_added += 1,
+                    Err(why) => {
+                        report.refused += 1;
+                        tracing::warn!(%peer, %incident, %why, "incident envelope refused");
                     }
                 }
             }
