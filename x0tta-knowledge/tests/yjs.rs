@@ -179,8 +179,10 @@ fn b4_trace_matches_the_yjs_update() {
     let t = replay.yrs().get_or_insert_text("text");
     {
         use yrs::Text;
-        let mut txn = replay.yrs().transact_mut();
+        // One transaction per keystroke, as an editor does: a commit merges adjacent runs, so
+        // the block list stays short (one transaction for all 260k keystrokes is quadratic).
         for _ in 0..n {
+            let mut txn = replay.yrs().transact_mut();
             match d.read_var::<u32>().unwrap() {
                 1 => {
                     let at: u32 = d.read_var().unwrap();
@@ -217,7 +219,7 @@ fn yjs_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/x0tta6bl4/yjs-13/node_modules"))
+                .map(|h| PathBuf::from(h).join(".cache/x0tta6bl4/yjs-13.6.27/node_modules"))
         })?;
     if !dir.join("yjs").is_dir() {
         eprintln!(
