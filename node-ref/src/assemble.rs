@@ -9,7 +9,7 @@ use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
 use x0tta_core::{Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
-use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge};
+use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge, Replicator};
 use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
 use x0tta_pqc::{NodeIdentity, SpiffeId};
 
@@ -18,6 +18,11 @@ pub(crate) struct Assembled {
     pub(crate) node: Node,
     pub(crate) supervisor: Supervisor,
     pub(crate) mesh: P2pTransport,
+    /// Replicates the knowledge store with peers (gossip, sync and block serving run in the
+    /// background; [`Replicator::sync`] is the anti-entropy `run` drives).
+    pub(crate) replicator: Replicator,
+    /// The knowledge store (also held by the node).
+    pub(crate) knowledge: RedbKnowledge,
 }
 
 /// Builds the reference node described by `cfg` (loaded from `config_path`).
@@ -25,7 +30,10 @@ pub(crate) struct Assembled {
 /// The identity is `identity.key_dir` (Ed25519 + ML-DSA-65 + ML-KEM-768, created on first
 /// start); the node id is its libp2p PeerId. Memory is the durable redb store in
 /// `storage.path/knowledge.redb`; the transport is x0tta-mesh's libp2p one (TCP with the
-/// `/x0tta/pq/1.0.0` upgrade) configured by `network`.
+/// `/x0tta/pq/1.0.0` upgrade) configured by `network`. The store is replicated over the mesh:
+/// own incidents are signed (ML-DSA-65) into the replicated document, and incidents of other
+/// nodes are stored once their envelopes verify under the identity records learned on
+/// PQ-authenticated links.
 pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
     let n = &cfg.node_config;
     let spiffe: SpiffeId = n
@@ -47,10 +55,18 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
     // Lexical until a MiniLM model is configured (issue 5): vectors of hashed words/trigrams.
     .with_embedder(Arc::new(LexicalEmbedder))
     .await?;
+    knowledge.set_signer(signer.clone()).await?;
+    let replicator = Replicator::start(
+        knowledge.clone(),
+        Arc::new(mesh.clone()),
+        Arc::new(mesh.records().clone()),
+    )
+    .await
+    .context("starting knowledge replication")?;
     let supervisor = Supervisor::new(cfg.services.clone())?;
     let mut b = Node::builder()
         .transport(Arc::new(mesh.clone()))
-        .knowledge(Arc::new(knowledge))
+        .knowledge(Arc::new(knowledge.clone()))
         .signer(signer.clone())
         .embedder(Arc::new(LexicalEmbedder))
         .policy(n.mapk.clone())
@@ -74,6 +90,8 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
         node: b.build()?,
         supervisor,
         mesh,
+        replicator,
+        knowledge,
     })
 }
 

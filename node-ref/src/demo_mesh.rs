@@ -292,11 +292,34 @@ pub(crate) async fn demo(nodes: usize) -> Result<()> {
             nodes - 1
         );
     }
+    // Knowledge: every node ends up holding every incident any node recorded (incident
+    // gossip, then anti-entropy when the restarted node came back), each envelope verified.
+    let converging = Instant::now();
+    let mut held = Vec::new();
+    wait_until(
+        "every node to hold every recorded incident",
+        deadline,
+        || {
+            let Some(statuses) = procs.iter().map(Proc::status).collect::<Option<Vec<_>>>() else {
+                return false;
+            };
+            let recorded: u64 = statuses.iter().map(|s| s.status.incidents).sum();
+            held = statuses.iter().map(|s| s.known_incidents).collect();
+            held.iter().all(|h| *h == held[0] && *h >= recorded)
+        },
+    )
+    .await?;
+    let knowledge_ms = converging.elapsed().as_millis();
+    println!(
+        "knowledge: every node holds the same {} verified incidents ({knowledge_ms} ms after the rejoin check)",
+        held.first().copied().unwrap_or(0)
+    );
     for p in &mut procs {
         p.kill();
     }
     println!(
-        "summary: scenario=mesh nodes={nodes} mttd_ms={mttd_max} recovery_ms={recovery} false_downs={false_downs} gossip_p99_ms={p99:.0} gossip_p50_ms={p50:.0} rejoin_ms={rejoin_ms}"
+        "summary: scenario=mesh nodes={nodes} mttd_ms={mttd_max} recovery_ms={recovery} false_downs={false_downs} gossip_p99_ms={p99:.0} gossip_p50_ms={p50:.0} rejoin_ms={rejoin_ms} incidents_everywhere={} knowledge_converged_ms={knowledge_ms}",
+        held.first().copied().unwrap_or(0)
     );
     if false_downs > 0 {
         bail!("{false_downs} live peers were declared down");

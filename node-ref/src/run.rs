@@ -29,6 +29,9 @@ pub(crate) struct StatusFile {
     /// Transport counters.
     #[serde(default)]
     pub(crate) mesh: MeshCounters,
+    /// Incidents the knowledge store holds: this node's own and those replicated from peers.
+    #[serde(default)]
+    pub(crate) known_incidents: u64,
 }
 
 impl StatusFile {
@@ -73,6 +76,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     a.supervisor.start_all().await?;
     let storage = cfg.node_config.storage.path.clone();
     tokio::spawn(log_mesh(a.mesh.clone(), storage.join("mesh-events.jsonl")));
+    tokio::spawn(anti_entropy(a.replicator.clone(), a.mesh.clone()));
     let handle = a.node.handle();
     let mut events = handle.subscribe();
     let mut task = tokio::spawn(a.node.run());
@@ -124,6 +128,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                             gossip_dropped: stats.gossip_dropped,
                             last_recovery_ms: stats.last_recovery_ms,
                         },
+                        known_incidents: a.knowledge.known_incidents().unwrap_or_default(),
                     };
                     let tmp = path.with_extension("json.tmp");
                     if let Err(e) = std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).and_then(|()| std::fs::rename(&tmp, &path)) {
@@ -148,6 +153,57 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     a.supervisor.stop_all().await;
     Ok(())
+}
+
+/// Interval of knowledge anti-entropy with one live neighbour (round robin).
+const ANTI_ENTROPY: Duration = Duration::from_secs(15);
+/// Longest one anti-entropy exchange may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Keeps the replicated knowledge converged: syncs with a neighbour as soon as it comes up
+/// (a restarted or reconnected node catches up at once) and with one live neighbour every
+/// [`ANTI_ENTROPY`] (what gossip dropped is repaired). Runs until the transport closes.
+async fn anti_entropy(replicator: x0tta_knowledge::Replicator, mesh: P2pTransport) {
+    let mut events = mesh.events();
+    let mut tick = tokio::time::interval(ANTI_ENTROPY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut turn = 0usize;
+    loop {
+        let peer = tokio::select! {
+            _ = tick.tick() => {
+                let up: Vec<_> = mesh
+                    .neighbours()
+                    .await
+                    .into_iter()
+                    .filter(|n| n.state == PeerState::Up && mesh.pq_authenticated(&n.id))
+                    .map(|n| n.id)
+                    .collect();
+                if up.is_empty() {
+                    continue;
+                }
+                turn = turn.wrapping_add(1);
+                up[turn % up.len()].clone()
+            }
+            ev = events.next() => match ev {
+                Some(MeshEvent::PeerUp(p)) => p,
+                Some(_) => continue,
+                None => break,
+            },
+        };
+        match replicator.sync(&peer, SYNC_TIMEOUT).await {
+            Ok(r) if r.incidents_added > 0 || r.refused > 0 || r.update_bytes_sent > 2 => info!(
+                %peer,
+                incidents_added = r.incidents_added,
+                refused = r.refused,
+                missing = r.missing,
+                received = r.update_bytes_received,
+                sent = r.update_bytes_sent,
+                "knowledge synced"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(%peer, %e, "knowledge sync failed"),
+        }
+    }
 }
 
 /// Interval of the mesh heartbeat each node gossips (presence and gossip latency).
@@ -240,7 +296,10 @@ pub(crate) fn status(config: &Path) -> Result<()> {
     println!("policy      v{}", f.status.policy_version);
     println!("cycles      {}", f.status.cycles);
     println!("anomalies   {} active", f.status.active_anomalies);
-    println!("incidents   {}", f.status.incidents);
+    println!(
+        "incidents   {} recorded here, {} known (with those replicated from peers)",
+        f.status.incidents, f.known_incidents
+    );
     println!(
         "heals       {} ok, {} failed, {} escalated",
         f.status.heals_succeeded, f.status.heals_failed, f.status.escalations

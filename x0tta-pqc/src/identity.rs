@@ -392,7 +392,7 @@ impl IdentityRecord {
 
     /// Verifies a signature made by [`NodeIdentity::sign_hybrid`] or
     /// [`NodeIdentity::sign_ml_dsa`] (the [`Signature::alg`] says which).
-    fn verify(&self, context: &[u8], message: &[u8], sig: &Signature) -> Verdict {
+    pub(crate) fn verify(&self, context: &[u8], message: &[u8], sig: &Signature) -> Verdict {
         match sig.alg.as_str() {
             ML_DSA_65 => self.0.ml_dsa.verify(context, message, &sig.bytes),
             ML_DSA_65_ED25519 => {

@@ -143,6 +143,50 @@ impl PeerRecords {
     }
 }
 
+/// Verifies signatures of the peers whose records this cache holds (those that proved their
+/// identity on a `/x0tta/pq/1.0.0` link), so what a node learned from its links can check
+/// what those nodes sign. A signer whose record is not held is refused as unknown; the
+/// signer's [`NodeId`](x0tta_core::NodeId) must be its PeerId, as on a libp2p mesh.
+///
+/// ```
+/// use x0tta_core::{Rejection, Signer, Verdict, Verifier, contexts};
+/// use x0tta_pqc::NodeIdentity;
+/// use x0tta_pqc::upgrade::PeerRecords;
+///
+/// let a = NodeIdentity::generate("spiffe://mesh/a".parse()?);
+/// let records = PeerRecords::new(16);
+/// let sig = a.sign(contexts::INCIDENT, b"incident")?;
+/// assert!(matches!(
+///     records.verify(contexts::INCIDENT, b"incident", &sig),
+///     Verdict::Reject(Rejection::UnknownSigner(_))
+/// ));
+/// records.insert(a.record().clone()); // done by the upgrade on a verified link
+/// assert!(records.verify(contexts::INCIDENT, b"incident", &sig).is_valid());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl x0tta_core::Verifier for PeerRecords {
+    fn verify(
+        &self,
+        context: &[u8],
+        message: &[u8],
+        sig: &x0tta_core::Signature,
+    ) -> x0tta_core::Verdict {
+        let record = sig
+            .signer
+            .as_str()
+            .parse::<PeerId>()
+            .ok()
+            .and_then(|p| self.get(&p))
+            .filter(|r| r.node_id() == &sig.signer);
+        match record {
+            Some(r) => r.verify(context, message, sig),
+            None => x0tta_core::Verdict::Reject(x0tta_core::Rejection::UnknownSigner(
+                sig.signer.clone(),
+            )),
+        }
+    }
+}
+
 impl Default for PeerRecords {
     fn default() -> Self {
         Self::new(DEFAULT_RECORD_CAPACITY)

@@ -49,6 +49,25 @@ async fn upgrade_authenticates_both_ways_and_resumes_with_kem() {
     assert_eq!(sa.peer_record(), Some(b.record()));
     assert_eq!(ca.records().get(&b.peer_id()).as_ref(), Some(b.record()));
     assert_eq!(cb.records().get(&a.peer_id()).as_ref(), Some(a.record()));
+    // The records learned on the link verify what the peer signs, and nobody else's.
+    use x0tta_core::{Rejection, Signer, Verdict, Verifier, contexts};
+    let sig = a.sign(contexts::INCIDENT, b"incident").unwrap();
+    assert!(
+        cb.records()
+            .verify(contexts::INCIDENT, b"incident", &sig)
+            .is_valid()
+    );
+    assert!(
+        !cb.records()
+            .verify(contexts::POLICY, b"incident", &sig)
+            .is_valid()
+    );
+    let stranger = node("c").sign(contexts::INCIDENT, b"incident").unwrap();
+    assert!(matches!(
+        cb.records()
+            .verify(contexts::INCIDENT, b"incident", &stranger),
+        Verdict::Reject(Rejection::UnknownSigner(_))
+    ));
 
     // Application data flows both ways through the channel.
     sa.write_all(b"ping over pq").await.unwrap();
