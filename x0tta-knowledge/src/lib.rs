@@ -23,16 +23,28 @@
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
 //!   incident; [`RedbKnowledge::import_car`] stores only blocks whose bytes match their CID.
 //!
-//! - **Replication**: [`Replicator`] stores the signed incident gossip of other nodes and
-//!   pulls what a node missed over `/x0tta/sync/1` (incidents form a grow-only set).
-//! - **Typed CRDTs**: [`LwwRegister`], [`OrSet`], [`PnCounter`] — state-based, merges
-//!   commutative, associative and idempotent (checked by proptest).
+//! - **Replicated document** ([`CrdtDoc`], on yrs): a root map [`INCIDENTS_MAP`] (incident
+//!   CID → CID of the signed envelope that carries it), the policy register
+//!   [`POLICY_REGISTER`], counters and sets. Every local change is appended to a CRDT log in
+//!   redb before the write returns (compacted past 512 entries) and published as a yrs v1
+//!   update; remote updates are logged before they are acknowledged. The state loads in Yjs
+//!   (`tests/yjs.rs` runs the real Yjs). With a signer set ([`RedbKnowledge::set_signer`]) a
+//!   node's own incidents are signed (ML-DSA-65) into envelope blocks named by the map.
+//! - **Typed CRDTs** over the document: [`LwwRegister`] (last writer wins by version, then
+//!   writer), [`OrSet`], [`PnCounter`] — merges commutative, associative and idempotent
+//!   (checked by proptest over three replicas).
+//! - **Replication** ([`Replicator`]): CRDT gossip, anti-entropy over `/x0tta/sync/1` (state
+//!   vectors, then only the missing updates, in SHA-256-checked chunks), envelopes fetched
+//!   over `/x0tta/block/1` and stored only if they hash to the named CID, verify, and were
+//!   signed by the incident's own node: a Byzantine peer can write into the document but
+//!   cannot make a node store an incident another node did not sign.
 //!
 //! - **MiniLM** (feature `minilm`, off by default): `MiniLmEmbedder` runs all-MiniLM-L6-v2
 //!   (384-d) locally from model files on disk with candle, for semantic search; see its docs
 //!   for where the model comes from. Without it, [`LexicalEmbedder`] is the fallback.
 //!
-//! Not here yet (issue 5): the hot cache and block fetching from peers, yrs CRDT replication.
+//! Not here yet (issue 5): the bounded hot cache, fetching evicted (cold) bodies from peers
+//! on demand, retention of envelope blocks.
 //!
 //! # Example
 //! ```
