@@ -99,10 +99,40 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // Tiers: the same read served by the hot LRU and by redb (hot tier off).
+    let tiers_dir = tempfile::tempdir().unwrap();
+    let thousand: Vec<Incident> = (0..1_000).map(incident).collect();
+    let open = |name: &str, hot_cache: usize| {
+        let s = RedbKnowledge::open(
+            tiers_dir.path().join(name),
+            KnowledgeConfig {
+                hot_cache,
+                ..KnowledgeConfig::default()
+            },
+        )
+        .unwrap();
+        rt.block_on(s.merge_state(&to_dag_cbor(&thousand).unwrap()))
+            .unwrap();
+        s
+    };
+    let (hot, warm) = (open("hot.redb", 256), open("warm.redb", 0));
+    let id = thousand[7].content_id().unwrap();
+    let mut g = c.benchmark_group("tiers");
+    g.bench_function("baseline: get, warm tier (redb read + decode)", |b| {
+        b.iter(|| rt.block_on(warm.get(black_box(&id))).unwrap())
+    });
+    g.bench_function("get, hot tier (LRU hit)", |b| {
+        b.iter(|| rt.block_on(hot.get(black_box(&id))).unwrap())
+    });
+    g.finish();
+
     let dir = tempfile::tempdir().unwrap();
     let big = RedbKnowledge::open(
         dir.path().join("search.redb"),
-        KnowledgeConfig::with_retention(10_000),
+        KnowledgeConfig {
+            hot_cache: 0,
+            ..KnowledgeConfig::with_retention(10_000)
+        },
     )
     .unwrap();
     let all: Vec<Incident> = (0..10_000).map(incident).collect();

@@ -9,8 +9,12 @@
 //! - **Content-addressed**: bodies are stored by their CIDv1 (DAG-CBOR, sha2-256, computed by
 //!   [`x0tta_core::ContentId`]), so the same incident has the same id on every node and is
 //!   stored once.
-//! - **Retention**: the newest `retention` incidents keep their bodies (seed: 1,000); older ones
-//!   keep only their CID and sequence number (the cold tier, to be fetched from peers).
+//! - **Tiers**: hot — a bounded LRU of decoded incidents ([`KnowledgeConfig::hot_cache`]);
+//!   warm — redb; cold — the newest `retention` incidents keep their bodies (seed: 1,000),
+//!   older ones keep only their CID and sequence number, and `get` fetches an evicted body on
+//!   demand from a [`BlockSource`] (the mesh peers, through [`Replicator`]), keeping it only if
+//!   it hashes to the CID. Retention also drops the evicted incidents' envelope blocks.
+//!   [`RedbKnowledge::tier_stats`] counts where reads were served.
 //! - **Search**: BM25 over the incidents' text (an inverted index, k1 = 1.2, b = 0.75) and,
 //!   with an embedder set ([`RedbKnowledge::with_embedder`]), cosine similarity over persisted
 //!   vectors, fused by weighted reciprocal rank ([`Fusion`]); filters by anomaly kind, time
@@ -43,9 +47,6 @@
 //!   (384-d) locally from model files on disk with candle, for semantic search; see its docs
 //!   for where the model comes from. Without it, [`LexicalEmbedder`] is the fallback.
 //!
-//! Not here yet (issue 5): the bounded hot cache, fetching evicted (cold) bodies from peers
-//! on demand, retention of envelope blocks.
-//!
 //! # Example
 //! ```
 //! use x0tta_core::KnowledgeStore;
@@ -70,6 +71,7 @@ mod replica;
 mod replicate;
 mod store;
 mod text;
+mod tier;
 mod vector;
 mod ydoc;
 
@@ -88,6 +90,7 @@ pub use replicate::{
     SYNC_PROTOCOL, SyncReport,
 };
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
+pub use tier::{BlockSource, TierStats};
 pub use vector::VectorIndexConfig;
 pub use ydoc::{
     CrdtDoc, CrdtError, LwwRegister, MAX_SAFE_INTEGER, OrSet, PnCounter, Stamped, UpdateSink,

@@ -24,11 +24,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use x0tta_core::{
     ContentId, Envelope, InboundRequest, IncidentMessage, KnowledgeError, KnowledgeStore,
-    MAX_MESSAGE_BYTES, NodeId, Transport, TransportError, Verifier, contexts, from_dag_cbor,
-    to_dag_cbor, topics,
+    MAX_MESSAGE_BYTES, NodeId, PeerState, Transport, TransportError, Verifier, contexts,
+    from_dag_cbor, to_dag_cbor, topics,
 };
 
-use crate::{RedbKnowledge, Wanted};
+use crate::{BlockSource, RedbKnowledge, Wanted};
 
 /// The request-response protocol of anti-entropy.
 pub const SYNC_PROTOCOL: &str = "/x0tta/sync/1";
@@ -46,6 +46,10 @@ const MAX_PUSH: usize = MAX_MESSAGE_BYTES - 1024;
 const FETCHES: usize = 4;
 /// A sync restarts when the peer's diff changed between chunks; it gives up after this many.
 const SYNC_ATTEMPTS: usize = 3;
+/// Live neighbours the cold tier asks for an evicted body, one after the other.
+const COLD_PEERS: usize = 3;
+/// How long the cold tier waits for each of them.
+const COLD_TIMEOUT: Duration = Duration::from_secs(2);
 /// The v1 encoding of an update carrying nothing.
 const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
@@ -190,6 +194,9 @@ impl Replicator {
         tokio::spawn(me.clone().serve_sync(sync));
         tokio::spawn(me.clone().serve_blocks(blocks));
         tokio::spawn(me.clone().publish_local(me.store.local_updates()));
+        me.store.set_block_source(Arc::new(PeerBlocks {
+            transport: me.transport.clone(),
+        }));
         Ok(me)
     }
 
@@ -489,5 +496,67 @@ impl Replicator {
             }
         }
         Ok(report)
+    }
+}
+
+/// The cold tier of a replicated store: asks up to [`COLD_PEERS`] live neighbours, in turn,
+/// for the blocks still missing, over [`BLOCK_PROTOCOL`]. Blocks that do not hash to their
+/// CID are dropped here (and would be refused by the store).
+struct PeerBlocks {
+    transport: Arc<dyn Transport>,
+}
+
+#[async_trait::async_trait]
+impl BlockSource for PeerBlocks {
+    async fn fetch_blocks(&self, cids: Vec<ContentId>) -> Vec<(ContentId, Vec<u8>)> {
+        let mut want: std::collections::BTreeSet<ContentId> =
+            cids.into_iter().take(MAX_BLOCKS_PER_REQUEST).collect();
+        let mut out = Vec::new();
+        let peers: Vec<NodeId> = self
+            .transport
+            .neighbours()
+            .await
+            .into_iter()
+            .filter(|n| n.state == PeerState::Up)
+            .map(|n| n.id)
+            .take(COLD_PEERS)
+            .collect();
+        for peer in peers {
+            if want.is_empty() {
+                break;
+            }
+            let Ok(body) = to_dag_cbor(&BlockRequest {
+                cids: want.iter().copied().collect(),
+            }) else {
+                break;
+            };
+            let reply = match self
+                .transport
+                .request(&peer, BLOCK_PROTOCOL, body, COLD_TIMEOUT)
+                .await
+            {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::debug!(%peer, %e, "cold-tier block request failed");
+                    continue;
+                }
+            };
+            let Ok(reply) = from_dag_cbor::<BlockReply>(&reply) else {
+                tracing::warn!(%peer, "malformed block reply");
+                continue;
+            };
+            for b in reply.blocks {
+                if !want.contains(&b.cid) {
+                    continue;
+                }
+                if ContentId::of_dag_cbor(&b.bytes) != b.cid {
+                    tracing::warn!(%peer, cid = %b.cid, "block does not match its CID: refused");
+                    continue;
+                }
+                want.remove(&b.cid);
+                out.push((b.cid, b.bytes));
+            }
+        }
+        out
     }
 }

@@ -1,6 +1,7 @@
 //! The redb-backed store.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
@@ -13,6 +14,7 @@ use x0tta_core::{
 
 use crate::index::{DocMeta, Fusion, Index, IndexStats, MergeStep, ScoredHit, merge_step};
 use crate::replica::{CRDT_LOG, Replica};
+use crate::tier::{BlockSource, TierStats, Tiers};
 use crate::vector::{self, VectorIndexConfig};
 
 /// Record bodies by CID bytes (DAG-CBOR).
@@ -42,6 +44,9 @@ pub struct KnowledgeConfig {
     pub fusion: Fusion,
     /// How vectors are indexed (exact segment, HNSW graph, persistence).
     pub vectors: VectorIndexConfig,
+    /// Incidents the hot tier keeps decoded in memory (least recently read evicted first;
+    /// 0: no hot tier).
+    pub hot_cache: usize,
 }
 
 impl Default for KnowledgeConfig {
@@ -50,6 +55,7 @@ impl Default for KnowledgeConfig {
             retention: 1000,
             fusion: Fusion::default(),
             vectors: VectorIndexConfig::default(),
+            hot_cache: 256,
         }
     }
 }
@@ -121,6 +127,10 @@ struct Shared {
     wake: Mutex<Option<SyncSender<()>>>,
     /// Where the graph is persisted (`<file>.hnsw/`), if it is.
     sidecar: Option<PathBuf>,
+    /// The hot tier and read counters.
+    tiers: Tiers,
+    /// Where evicted bodies are fetched from.
+    cold: RwLock<Option<Arc<dyn BlockSource>>>,
 }
 
 impl Shared {
@@ -275,6 +285,8 @@ impl RedbKnowledge {
                 merging: Mutex::new(false),
                 wake: Mutex::new(None),
                 sidecar,
+                tiers: Tiers::new(config.hot_cache),
+                cold: RwLock::new(None),
             }),
             config,
             path: path.clone(),
@@ -312,11 +324,27 @@ impl RedbKnowledge {
 
     /// Whether `id` was recorded here, even if its body has been evicted.
     pub fn knows(&self, id: &ContentId) -> Result<bool, KnowledgeError> {
-        let r = self.db.begin_read().map_err(storage("read"))?;
+        Self::knows_in(&self.db, id)
+    }
+
+    fn knows_in(db: &Database, id: &ContentId) -> Result<bool, KnowledgeError> {
+        let r = db.begin_read().map_err(storage("read"))?;
         let t = r.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
         Ok(t.get(id.to_bytes().as_slice())
             .map_err(storage("get"))?
             .is_some())
+    }
+
+    /// Sets where bodies evicted by retention are fetched from on demand (the cold tier;
+    /// [`Replicator::start`](crate::Replicator::start) sets the mesh peers), replacing any
+    /// earlier source. Shared by every clone of this store.
+    pub fn set_block_source(&self, source: Arc<dyn BlockSource>) {
+        *self.shared.cold.write().unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    /// Where reads were served from since the store was opened.
+    pub fn tier_stats(&self) -> TierStats {
+        self.shared.tiers.stats()
     }
 
     /// The state of the search index: how many vectors are in the exact segment and in the
@@ -451,10 +479,12 @@ impl RedbKnowledge {
             encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc, vector));
         }
         let retention = self.config.retention as u64;
+        let replica = self.replica.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage("begin"))?;
             let mut out = Vec::with_capacity(encoded.len());
             let mut evicted = Vec::new();
+            let mut evicted_ids = Vec::new();
             {
                 let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
                 let mut log = txn.open_table(INCIDENT_LOG).map_err(storage("table"))?;
@@ -502,9 +532,30 @@ impl RedbKnowledge {
                     blocks.remove(cid.as_slice()).map_err(storage("remove"))?;
                     vectors.remove(seq).map_err(storage("remove"))?;
                     evicted.push(seq);
+                    if let Ok(id) = ContentId::from_bytes(&cid) {
+                        evicted_ids.push(id);
+                    }
                 }
             }
             txn.commit().map_err(storage("commit"))?;
+            // The evicted incidents' envelopes go too. Looked up after the commit: the document
+            // is read under its own lock, which must never be awaited inside a redb write.
+            let envelopes: Vec<ContentId> = evicted_ids
+                .iter()
+                .filter_map(|id| replica.envelope_of(id))
+                .collect();
+            if !envelopes.is_empty() {
+                let txn = db.begin_write().map_err(storage("begin"))?;
+                {
+                    let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                    for e in &envelopes {
+                        blocks
+                            .remove(e.to_bytes().as_slice())
+                            .map_err(storage("remove"))?;
+                    }
+                }
+                txn.commit().map_err(storage("commit"))?;
+            }
             Ok((out, evicted))
         })
         .await
@@ -739,10 +790,58 @@ impl KnowledgeStore for RedbKnowledge {
         Ok(id)
     }
 
+    /// Hot tier, then redb, then — for an incident retention evicted here — the cold tier
+    /// ([`RedbKnowledge::set_block_source`]); `None` if this store never knew the incident
+    /// or no source has a body matching its CID.
     async fn get(&self, id: &ContentId) -> Result<Option<Incident>, KnowledgeError> {
+        let tiers = &self.shared.tiers;
+        if let Some(hit) = tiers.get(id) {
+            return Ok(Some(hit));
+        }
         let id = *id;
-        self.blocking(move |db| Ok(Self::load(db, &[id])?.pop().flatten()))
-            .await
+        let (found, known) = self
+            .blocking(move |db| {
+                let found = Self::load(db, &[id])?.pop().flatten();
+                let known = found.is_some() || Self::knows_in(db, &id)?;
+                Ok((found, known))
+            })
+            .await?;
+        if let Some(incident) = found {
+            tiers.warm_hits.fetch_add(1, Ordering::Relaxed);
+            tiers.put(id, &incident);
+            return Ok(Some(incident));
+        }
+        if !known {
+            return Ok(None);
+        }
+        let source = self
+            .shared
+            .cold
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(source) = source {
+            for (cid, bytes) in source.fetch_blocks(vec![id]).await {
+                if cid != id || ContentId::of_dag_cbor(&bytes) != id {
+                    tiers.cold_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%id, "a cold-tier block does not match its CID: refused");
+                    continue;
+                }
+                match from_dag_cbor::<Incident>(&bytes) {
+                    Ok(incident) => {
+                        tiers.cold_fetched.fetch_add(1, Ordering::Relaxed);
+                        tiers.put(id, &incident);
+                        return Ok(Some(incident));
+                    }
+                    Err(e) => {
+                        tiers.cold_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%id, %e, "a cold-tier block is not an incident: refused");
+                    }
+                }
+            }
+        }
+        tiers.cold_missed.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<(ContentId, Incident)>, KnowledgeError> {

@@ -165,6 +165,10 @@ struct Cluster {
 }
 
 async fn cluster(names: &[&str]) -> Cluster {
+    cluster_with(names, |_| KnowledgeConfig::default()).await
+}
+
+async fn cluster_with(names: &[&str], config: impl Fn(usize) -> KnowledgeConfig) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let net = MemoryNetwork::new();
     let signers: Vec<Arc<MlDsa65Signer>> = names
@@ -184,8 +188,9 @@ async fn cluster(names: &[&str]) -> Cluster {
     );
     let mut stores = Vec::new();
     let mut reps = Vec::new();
-    for s in &signers {
-        let st = store(&dir, s.node_id().as_str());
+    for (i, s) in signers.iter().enumerate() {
+        let st = RedbKnowledge::open(dir.path().join(format!("{}.redb", s.node_id())), config(i))
+            .unwrap();
         st.set_signer(s.clone()).await.unwrap();
         let t: Arc<dyn Transport> = Arc::new(net.join(s.node_id().clone()));
         reps.push(
@@ -352,4 +357,105 @@ async fn byzantine_document_entries_are_refused() {
     // carry what a signed but cannot alter it.
     assert!(a.get(&real).await.unwrap().is_some());
     assert!(b.get(&real).await.unwrap().is_some());
+}
+
+/// The envelope CID `store`'s document names for `incident`.
+fn envelope_of(store: &RedbKnowledge, incident: &ContentId) -> ContentId {
+    use yrs::{Map, Transact};
+    let map = store
+        .crdt()
+        .yrs()
+        .get_or_insert_map(x0tta_knowledge::INCIDENTS_MAP);
+    let txn = store.crdt().yrs().transact();
+    match map.get(&txn, &incident.to_string()) {
+        Some(yrs::Out::Any(yrs::Any::String(s))) => s.parse().unwrap(),
+        other => panic!("no envelope named for {incident}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_bodies_come_back_from_peers_and_their_envelopes_go() {
+    // a keeps 3 bodies, b keeps everything.
+    let c = cluster_with(&["a", "b"], |i| {
+        KnowledgeConfig::with_retention(if i == 0 { 3 } else { 1000 })
+    })
+    .await;
+    let (a, b) = (&c.stores[0], &c.stores[1]);
+    let na = c.signers[0].node_id().clone();
+    let mut ids = Vec::new();
+    let mut originals = Vec::new();
+    for i in 0..10 {
+        let inc = incident(&na, i, "memory of svc above 90%");
+        let id = a.record(&inc).await.unwrap();
+        // b takes it (document gossip, then the envelope) before a's retention drops it.
+        eventually("b never stored a's incident", async || {
+            b.get(&id).await.unwrap().is_some()
+        })
+        .await;
+        ids.push(id);
+        originals.push(inc);
+    }
+    assert_eq!(a.recent(100).await.unwrap().len(), 3, "a keeps 3 bodies");
+    assert_eq!(a.known_incidents().unwrap(), 10);
+
+    // Retention took the evicted incidents' envelopes too; b still holds all of them.
+    let env0 = envelope_of(a, &ids[0]);
+    assert!(a.blocks(vec![env0], usize::MAX).await.unwrap().is_empty());
+    assert_eq!(b.blocks(vec![env0], usize::MAX).await.unwrap().len(), 1);
+    let env9 = envelope_of(a, &ids[9]);
+    assert_eq!(a.blocks(vec![env9], usize::MAX).await.unwrap().len(), 1);
+
+    // Cold tier: a's evicted body comes back from b, checked against its CID.
+    let before = a.tier_stats();
+    assert_eq!(a.get(&ids[0]).await.unwrap().as_ref(), Some(&originals[0]));
+    let after = a.tier_stats();
+    assert_eq!(after.cold_fetched, before.cold_fetched + 1);
+    // Hot tier: the second read does not go to redb or the peer.
+    assert_eq!(a.get(&ids[0]).await.unwrap().as_ref(), Some(&originals[0]));
+    assert_eq!(a.tier_stats().hot_hits, after.hot_hits + 1);
+    assert_eq!(a.tier_stats().cold_fetched, after.cold_fetched);
+    // Not re-pinned: retention still decides what a keeps.
+    assert_eq!(a.recent(100).await.unwrap().len(), 3);
+
+    // An incident a never knew is not asked for.
+    let unknown = incident(&na, 99, "never recorded").content_id().unwrap();
+    assert_eq!(a.get(&unknown).await.unwrap(), None);
+    assert_eq!(a.tier_stats().cold_missed, 0);
+
+    // With b out of reach an evicted body is simply not there.
+    c.net.partition(
+        std::slice::from_ref(&na),
+        std::slice::from_ref(c.signers[1].node_id()),
+    );
+    assert_eq!(a.get(&ids[1]).await.unwrap(), None);
+    assert_eq!(a.tier_stats().cold_missed, 1);
+}
+
+/// A cold-tier source that answers every CID with other bytes.
+struct Liar(Vec<u8>);
+
+#[async_trait::async_trait]
+impl x0tta_knowledge::BlockSource for Liar {
+    async fn fetch_blocks(&self, cids: Vec<ContentId>) -> Vec<(ContentId, Vec<u8>)> {
+        cids.into_iter().map(|c| (c, self.0.clone())).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_block_that_does_not_match_its_cid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = RedbKnowledge::open(
+        dir.path().join("a.redb"),
+        KnowledgeConfig::with_retention(1),
+    )
+    .unwrap();
+    let node = NodeId::new("a").unwrap();
+    let first = a.record(&incident(&node, 0, "first")).await.unwrap();
+    let second = incident(&node, 1, "second");
+    a.record(&second).await.unwrap();
+    // The liar serves the second incident's valid DAG-CBOR for the first one's CID.
+    a.set_block_source(Arc::new(Liar(to_dag_cbor(&second).unwrap())));
+    assert_eq!(a.get(&first).await.unwrap(), None);
+    let stats = a.tier_stats();
+    assert_eq!((stats.cold_refused, stats.cold_missed), (1, 1));
 }
