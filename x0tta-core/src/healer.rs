@@ -51,6 +51,17 @@ pub trait Embedder: Send + Sync {
     fn dimensions(&self) -> usize;
     /// The embedding of `text`.
     async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError>;
+
+    /// The embeddings of `texts`, in order: what stores call when they index many records at
+    /// once (a merge, a replication batch). The default embeds one text at a time; embedders
+    /// that batch their work (a transformer padding similar texts into one pass) override it.
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for t in texts {
+            out.push(self.embed(t).await?);
+        }
+        Ok(out)
+    }
 }
 
 /// Embedding failed.

@@ -644,6 +644,12 @@ impl Embedder for MiniLmEmbedder {
         self.cache().put(text, &v);
         Ok(v)
     }
+
+    /// Batched forward passes ([`MiniLmEmbedder::embed_batch`]); the query cache is neither
+    /// read nor filled.
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        MiniLmEmbedder::embed_batch(self, texts).await
+    }
 }
 
 #[cfg(test)]

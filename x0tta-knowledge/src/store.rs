@@ -32,6 +32,9 @@ const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 /// Counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Incidents embedded per batch when an embedder is added to a store that holds some.
+const BACKFILL_BATCH: usize = 256;
+
 const NEXT_INCIDENT: &str = "next_incident_seq";
 const NEXT_POLICY: &str = "next_policy_seq";
 
@@ -472,10 +475,11 @@ impl RedbKnowledge {
         incidents: Vec<Incident>,
         extra: Vec<(ContentId, Vec<u8>)>,
     ) -> Result<Inserted, KnowledgeError> {
+        let texts: Vec<String> = incidents.iter().map(Incident::to_text).collect();
+        let vectors = self.embed_all(&texts).await;
         let mut encoded = Vec::with_capacity(incidents.len());
-        for inc in incidents {
+        for (inc, vector) in incidents.into_iter().zip(vectors) {
             let bytes = to_dag_cbor(&inc)?;
-            let vector = self.embed(&inc.to_text()).await;
             encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc, vector));
         }
         let retention = self.config.retention as u64;
@@ -561,15 +565,26 @@ impl RedbKnowledge {
         .await
     }
 
-    /// The embedding of `text`, if an embedder is set and it succeeds (a failure is logged and
-    /// the incident stays searchable by text).
-    async fn embed(&self, text: &str) -> Option<Vec<f32>> {
-        let e = self.embedder.as_ref()?;
-        match e.embed(text).await {
-            Ok(v) => Some(v),
+    /// The embeddings of `texts` in one batch, if an embedder is set and it succeeds (a
+    /// failure is logged and the incidents stay searchable by text).
+    async fn embed_all(&self, texts: &[String]) -> Vec<Option<Vec<f32>>> {
+        let Some(e) = self.embedder.as_ref() else {
+            return vec![None; texts.len()];
+        };
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        match e.embed_batch(&refs).await {
+            Ok(vs) if vs.len() == texts.len() => vs.into_iter().map(Some).collect(),
+            Ok(vs) => {
+                tracing::warn!(
+                    got = vs.len(),
+                    wanted = texts.len(),
+                    "embedder returned a wrong number of vectors; incidents indexed by text only"
+                );
+                vec![None; texts.len()]
+            }
             Err(err) => {
-                tracing::warn!(%err, "embedding failed; incident indexed by text only");
-                None
+                tracing::warn!(%err, "embedding failed; incidents indexed by text only");
+                vec![None; texts.len()]
             }
         }
     }
@@ -628,9 +643,12 @@ impl RedbKnowledge {
             })
             .await?;
         let mut computed = Vec::with_capacity(bodies.len());
-        for (seq, inc) in bodies {
-            if let Some(v) = self.embed(&inc.to_text()).await {
-                computed.push((seq, v));
+        for part in bodies.chunks(BACKFILL_BATCH) {
+            let texts: Vec<String> = part.iter().map(|(_, inc)| inc.to_text()).collect();
+            for ((seq, _), v) in part.iter().zip(self.embed_all(&texts).await) {
+                if let Some(v) = v {
+                    computed.push((*seq, v));
+                }
             }
         }
         let to_store = computed.clone();
@@ -687,7 +705,17 @@ impl RedbKnowledge {
     ) -> Result<Vec<ScoredHit>, KnowledgeError> {
         let vector = match &query.vector {
             Some(v) => Some(v.clone()),
-            None => self.embed(&query.text).await,
+            None => match self.embedder.as_ref() {
+                // One text: `embed`, which an embedder may serve from its query cache.
+                Some(e) => match e.embed(&query.text).await {
+                    Ok(v) => Some(v),
+                    Err(err) => {
+                        tracing::warn!(%err, "query embedding failed; searching by text only");
+                        None
+                    }
+                },
+                None => None,
+            },
         };
         if let Some(v) = &vector {
             let indexed = self.shared.read().dimensions();

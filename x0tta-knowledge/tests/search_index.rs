@@ -490,3 +490,67 @@ async fn hits_carry_both_score_parts_and_the_plan_that_worked() {
     };
     assert!(RedbKnowledge::open(dir.path().join("bad.redb"), bad).is_err());
 }
+
+/// Counts how the store calls its embedder (delegating to the lexical fallback).
+#[derive(Default)]
+struct Counting {
+    single: std::sync::atomic::AtomicUsize,
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl Embedder for Counting {
+    fn dimensions(&self) -> usize {
+        LexicalEmbedder.dimensions()
+    }
+    async fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.single
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LexicalEmbedder.embed(text).await
+    }
+    async fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.batches.lock().unwrap().push(texts.len());
+        Ok(texts.iter().map(|t| LexicalEmbedder.embed_now(t)).collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_incidents_are_embedded_in_one_batch_and_queries_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let counting = Arc::new(Counting::default());
+    let store = open(&dir.path().join("k.redb"), 10_000)
+        .await
+        .with_embedder(counting.clone())
+        .await
+        .unwrap();
+    let all: Vec<Incident> = (0..300).map(incident).collect();
+    store
+        .merge_state(&to_dag_cbor(&all).unwrap())
+        .await
+        .unwrap();
+    store.record(&incident(1_000)).await.unwrap();
+    assert_eq!(*counting.batches.lock().unwrap(), vec![300, 1]);
+    assert_eq!(counting.single.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // A query is one text: `embed` (where an embedder keeps its query cache).
+    let hits = store
+        .search(&SearchQuery {
+            text: all[7].to_text(),
+            vector: None,
+            kind: None,
+            limit: 3,
+            filter: Default::default(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits[0].id, all[7].content_id().unwrap());
+    assert_eq!(counting.single.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Backfill: a second store filled without an embedder gets one batch per 256 incidents.
+    let other = RedbKnowledge::open(dir.path().join("other.redb"), config(10_000)).unwrap();
+    other
+        .merge_state(&to_dag_cbor(&all).unwrap())
+        .await
+        .unwrap();
+    let counting = Arc::new(Counting::default());
+    let _other = other.with_embedder(counting.clone()).await.unwrap();
+    assert_eq!(*counting.batches.lock().unwrap(), vec![256, 44]);
+}
