@@ -933,6 +933,10 @@ impl KnowledgeStore for RedbKnowledge {
         .await
     }
 
+    /// Also, with a signer set ([`RedbKnowledge::set_signer`]), names the policy in the
+    /// replicated policy register ([`RedbKnowledge::policy_register`]): its CID at its
+    /// version, written by this node (a lower version than the register holds changes
+    /// nothing). Peers fetch the body by CID over `/x0tta/block/1`.
     async fn record_policy(&self, policy: &Policy) -> Result<ContentId, KnowledgeError> {
         let bytes = to_dag_cbor(policy)?;
         let id = ContentId::of_dag_cbor(&bytes);
@@ -966,7 +970,16 @@ impl KnowledgeStore for RedbKnowledge {
             txn.commit().map_err(storage("commit"))?;
             Ok(id)
         })
-        .await
+        .await?;
+        if let Some(signer) = self.replica.signer() {
+            let register = self.policy_register();
+            let (version, writer) = (policy.version, signer.node_id().clone());
+            tokio::task::spawn_blocking(move || register.set(&id.to_string(), version, &writer))
+                .await
+                .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
+                .map_err(|e| KnowledgeError::Storage(format!("policy register: {e}")))?;
+        }
+        Ok(id)
     }
 
     async fn policy_history(&self) -> Result<Vec<Policy>, KnowledgeError> {

@@ -459,3 +459,42 @@ async fn a_cold_block_that_does_not_match_its_cid_is_refused() {
     let stats = a.tier_stats();
     assert_eq!((stats.cold_refused, stats.cold_missed), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_policy_is_named_in_every_replica_register() {
+    let c = cluster(&["a", "b"]).await;
+    let (a, b) = (&c.stores[0], &c.stores[1]);
+    let na = c.signers[0].node_id().clone();
+    let v5 = Policy {
+        version: 5,
+        ..Policy::default()
+    };
+    let id = a.record_policy(&v5).await.unwrap();
+    eventually("b's register never named a's policy", async || {
+        b.policy_register()
+            .get()
+            .unwrap()
+            .is_some_and(|s| s.value == id.to_string())
+    })
+    .await;
+    let stamped = b.policy_register().get().unwrap().unwrap();
+    assert_eq!((stamped.version, &stamped.writer), (5, &na));
+    // The body is one block request away for any peer that lacks it.
+    assert_eq!(a.blocks(vec![id], usize::MAX).await.unwrap().len(), 1);
+
+    // An older version recorded later on b does not replace it, here or there.
+    let v3 = Policy {
+        version: 3,
+        ..Policy::default()
+    };
+    b.record_policy(&v3).await.unwrap();
+    c.reps[0]
+        .sync(c.signers[1].node_id(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    for s in [a, b] {
+        let top = s.policy_register().get().unwrap().unwrap();
+        assert_eq!((top.value, top.version), (id.to_string(), 5));
+    }
+    assert_eq!(b.policy_history().await.unwrap().len(), 1, "b's own history");
+}

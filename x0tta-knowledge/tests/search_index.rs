@@ -530,7 +530,10 @@ async fn many_incidents_are_embedded_in_one_batch_and_queries_one_by_one() {
         .unwrap();
     store.record(&incident(1_000)).await.unwrap();
     assert_eq!(*counting.batches.lock().unwrap(), vec![300, 1]);
-    assert_eq!(counting.single.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        counting.single.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     // A query is one text: `embed` (where an embedder keeps its query cache).
     let hits = store
         .search(&SearchQuery {
@@ -543,7 +546,10 @@ async fn many_incidents_are_embedded_in_one_batch_and_queries_one_by_one() {
         .await
         .unwrap();
     assert_eq!(hits[0].id, all[7].content_id().unwrap());
-    assert_eq!(counting.single.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        counting.single.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // Backfill: a second store filled without an embedder gets one batch per 256 incidents.
     let other = RedbKnowledge::open(dir.path().join("other.redb"), config(10_000)).unwrap();
     other
