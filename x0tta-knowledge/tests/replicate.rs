@@ -496,5 +496,9 @@ async fn a_recorded_policy_is_named_in_every_replica_register() {
         let top = s.policy_register().get().unwrap().unwrap();
         assert_eq!((top.value, top.version), (id.to_string(), 5));
     }
-    assert_eq!(b.policy_history().await.unwrap().len(), 1, "b's own history");
+    assert_eq!(
+        b.policy_history().await.unwrap().len(),
+        1,
+        "b's own history"
+    );
 }
