@@ -273,6 +273,12 @@ pub(crate) async fn run(nodes: usize) -> Result<()> {
             st.participation * 100.0,
             st.phase
         );
+        if let Some(f) = m.dao.finality(&id) {
+            println!(
+                "[final]     signed tally attestations from {} of {} stake agree (> 2/3): final",
+                f.attesting_stake, f.total_stake
+            );
+        }
         let p = m.handle.policy().current();
         println!(
             "[apply]     {}/{} honest nodes now run policy v{}: cpu {} %, checks every {:?}",

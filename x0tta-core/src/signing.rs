@@ -23,6 +23,8 @@ pub mod contexts {
     pub const PROPOSAL: &[u8] = b"x0tta/proposal/v1";
     /// Governance votes.
     pub const VOTE: &[u8] = b"x0tta/vote/v1";
+    /// Governance tally attestations (finality).
+    pub const TALLY: &[u8] = b"x0tta/tally/v1";
 }
 
 /// A signature with the algorithm and signer that produced it.

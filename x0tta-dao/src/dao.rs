@@ -16,8 +16,9 @@ use x0tta_core::{
 };
 
 use crate::{
-    Change, DaoPolicy, Ledger, PARAMETERS, Phase, ProposalSpec, Refusal, Track, VoteBody,
-    VoteResult, sign_vote,
+    AttestationResult, Change, DaoPolicy, FinalTally, Ledger, PARAMETERS, Phase, ProposalSpec,
+    Refusal, SignedAttestation, TallyAttestation, Track, VoteBody, VoteResult, sign_attestation,
+    sign_vote,
 };
 
 /// Capacity of the decisions channel; slow receivers lose the oldest.
@@ -34,6 +35,8 @@ struct Inner {
     decisions: broadcast::Sender<Decision>,
     revisions: Mutex<BTreeMap<ContentId, u32>>,
     announced: Mutex<BTreeSet<ContentId>>,
+    /// Proposals this node has attested.
+    attested: Mutex<BTreeSet<ContentId>>,
 }
 
 /// Governance of one node. Cheap to clone; background work stops when the transport closes
@@ -72,6 +75,10 @@ impl Dao {
             .subscribe(topics::VOTES)
             .await
             .map_err(|e| StartError(e.to_string()))?;
+        let mut attestations = transport
+            .subscribe(topics::POLICY)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
         let inner = Arc::new(Inner {
             me: signer.node_id().clone(),
             signer,
@@ -81,6 +88,7 @@ impl Dao {
             decisions: broadcast::channel(DECISION_CAPACITY).0,
             revisions: Mutex::default(),
             announced: Mutex::default(),
+            attested: Mutex::default(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -95,8 +103,12 @@ impl Dao {
                         (Some(m), Some(inner)) => { inner.on_vote(&m.payload); }
                         _ => break,
                     },
+                    m = attestations.next() => match (m, weak.upgrade()) {
+                        (Some(m), Some(inner)) => inner.on_attestation(&m.payload),
+                        _ => break,
+                    },
                     _ = tick.tick() => match weak.upgrade() {
-                        Some(inner) => inner.close_due(),
+                        Some(inner) => inner.close_due().await,
                         None => break,
                     },
                 }
@@ -132,6 +144,27 @@ impl Dao {
     /// The phase of a proposal now.
     pub fn phase(&self, id: &ProposalId) -> Option<Phase> {
         self.inner.ledger().phase(id, now_ms())
+    }
+
+    /// The tally more than 2/3 of the stake attested, once the proposal is final. Decisions
+    /// ([`Governance::decisions`]) are announced only then.
+    pub fn finality(&self, id: &ProposalId) -> Option<FinalTally> {
+        self.inner.ledger().finality(id).cloned()
+    }
+
+    /// Attestations for a proposal that disagree with the tally this node computed.
+    pub fn disagreeing(&self, id: &ProposalId) -> Vec<TallyAttestation> {
+        self.inner.ledger().disagreeing(id)
+    }
+
+    /// Nodes proven to have signed two different attestations for a proposal.
+    pub fn attestation_equivocators(&self, id: &ProposalId) -> Vec<NodeId> {
+        self.inner.ledger().attestation_equivocators(id)
+    }
+
+    /// Publishes an already signed attestation as is (for fault-injection tests).
+    pub async fn relay_attestation(&self, attestation: &SignedAttestation) {
+        self.inner.publish(topics::POLICY, attestation).await;
     }
 }
 
@@ -186,7 +219,33 @@ impl Inner {
         Some(r)
     }
 
-    fn close_due(&self) {
+    fn on_attestation(&self, payload: &[u8]) {
+        let Ok(env) = from_dag_cbor::<Envelope>(payload) else {
+            return;
+        };
+        let r = self.ledger().attest(&env);
+        match r {
+            AttestationResult::Counted(Some(f)) => {
+                if let Ok(body) = from_dag_cbor::<TallyAttestation>(&env.payload) {
+                    self.announce(body.proposal, &f);
+                }
+            }
+            AttestationResult::Equivocation(_) => tracing::warn!(
+                attester = %env.signature.signer,
+                "two different tally attestations for one proposal: attester excluded"
+            ),
+            AttestationResult::Refused(why) => tracing::warn!(
+                signer = %env.signature.signer,
+                ?why,
+                "tally attestation refused"
+            ),
+            _ => {}
+        }
+    }
+
+    /// Closes what is due; for each newly closed proposal, attests this node's tally (counted
+    /// here, then gossiped).
+    async fn close_due(&self) {
         let now = now_ms();
         let outcomes: Vec<_> = {
             let mut ledger = self.ledger();
@@ -198,18 +257,52 @@ impl Inner {
         };
         for o in outcomes {
             let new = self
-                .announced
+                .attested
                 .lock()
                 .map(|mut a| a.insert(o.id))
                 .unwrap_or(false);
-            if new {
-                let _ = self.decisions.send(Decision {
-                    id: o.id,
-                    passed: o.tally.passed,
-                    policy: o.policy,
-                });
+            if !new {
+                continue;
+            }
+            let body = TallyAttestation::of(&o, self.me.clone());
+            let env = match sign_attestation(self.signer.as_ref(), &body) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::warn!(%e, "cannot sign the tally attestation");
+                    continue;
+                }
+            };
+            let counted = self.ledger().attest(&env);
+            for d in self.ledger().disagreeing(&o.id) {
+                tracing::warn!(attester = %d.attester, proposal = %o.id, "attested a tally that differs from ours");
+            }
+            self.publish(topics::POLICY, &env).await;
+            if let AttestationResult::Counted(Some(f)) = counted {
+                self.announce(o.id, &f);
             }
         }
+    }
+
+    /// Announces the decision of a final proposal, once.
+    fn announce(&self, id: ContentId, f: &FinalTally) {
+        let new = self
+            .announced
+            .lock()
+            .map(|mut a| a.insert(id))
+            .unwrap_or(false);
+        if !new {
+            return;
+        }
+        let policy = if f.passed {
+            self.ledger().policy_of(&id)
+        } else {
+            None
+        };
+        let _ = self.decisions.send(Decision {
+            id,
+            passed: f.passed,
+            policy,
+        });
     }
 }
 

@@ -180,14 +180,16 @@ pub struct Outcome {
     pub policy: Option<Policy>,
 }
 
-struct Entry {
-    spec: ProposalSpec,
+pub(crate) struct Entry {
+    pub(crate) spec: ProposalSpec,
     opened_at: u64,
     /// Every valid vote seen, per voter and revision: the highest revision counts. Keeping
     /// them all makes equivocation detectable whatever the arrival order.
     seen: BTreeMap<NodeId, BTreeMap<u32, (VoteBody, SignedVote)>>,
     equivocators: BTreeMap<NodeId, Equivocation>,
-    closed: Option<Outcome>,
+    pub(crate) closed: Option<Outcome>,
+    /// Tally attestations (finality), per attester.
+    pub(crate) attestations: crate::finality::Attestations,
 }
 
 /// The ledger of one node. Feed it proposals and signed votes as they arrive; ask it for
@@ -215,11 +217,11 @@ struct Entry {
 /// ```
 pub struct Ledger<V> {
     policy: DaoPolicy,
-    stakes: BTreeMap<NodeId, u64>,
+    pub(crate) stakes: BTreeMap<NodeId, u64>,
     credits_spent_on_fees: BTreeMap<NodeId, u64>,
-    verifier: V,
-    proposals: BTreeMap<ContentId, Entry>,
-    base_policy: BTreeMap<ContentId, Policy>,
+    pub(crate) verifier: V,
+    pub(crate) proposals: BTreeMap<ContentId, Entry>,
+    pub(crate) base_policy: BTreeMap<ContentId, Policy>,
 }
 
 impl<V: Verifier> Ledger<V> {
@@ -281,6 +283,7 @@ impl<V: Verifier> Ledger<V> {
                 seen: BTreeMap::new(),
                 equivocators: BTreeMap::new(),
                 closed: None,
+                attestations: Default::default(),
             },
         );
         Ok(id)
@@ -422,10 +425,8 @@ impl<V: Verifier> Ledger<V> {
             return None;
         }
         let tally = self.tally(id)?;
-        let policy = if tally.passed && !e.spec.changes.is_empty() {
-            self.base_policy
-                .get(id)
-                .and_then(|base| e.spec.apply_to(base).ok())
+        let policy = if tally.passed {
+            self.policy_of(id)
         } else {
             None
         };
@@ -438,6 +439,18 @@ impl<V: Verifier> Ledger<V> {
             e.closed = Some(outcome.clone());
         }
         Some(outcome)
+    }
+
+    /// The policy a proposal brings into force if it passes (`None` for one without changes,
+    /// or whose changes no longer apply).
+    pub fn policy_of(&self, id: &ContentId) -> Option<Policy> {
+        let e = self.proposals.get(id)?;
+        if e.spec.changes.is_empty() {
+            return None;
+        }
+        self.base_policy
+            .get(id)
+            .and_then(|base| e.spec.apply_to(base).ok())
     }
 
     /// Proposals not closed yet.

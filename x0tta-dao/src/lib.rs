@@ -20,15 +20,27 @@
 //! gossip topics, each node counts them itself, and closed proposals become decisions that the
 //! node's MAPE-K loop applies to its live policy (it implements core's `Governance`).
 //!
-//! Not here yet: vote replication through the knowledge store (late joiners), tally
-//! attestations and finality, slashing gossip to the healer, node-ref commands and the
-//! governance demo.
+//! **Finality** ([`TallyAttestation`]): when a proposal closes, each node signs the tally it
+//! computed (ML-DSA-65 under `contexts::TALLY`) and gossips it on `x0tta/policy/1`; a decision
+//! is announced — and applied by the node's loop — only once attestations agreeing on one
+//! tally come from more than 2/3 of the stake. Attesters of another tally are reported
+//! ([`Ledger::disagreeing`]); one that signs two different attestations is proven Byzantine
+//! and no longer counts.
+//!
+//! Not here yet: vote replication through the knowledge store (late joiners), slashing gossip
+//! to the healer (BYZANTINE_PEER), node-ref `propose` / `vote` / `proposals`, the
+//! effectiveness report.
 
 mod dao;
+mod finality;
 mod ledger;
 mod proposal;
 
 pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, StartError};
+pub use finality::{
+    AttestationRefusal, AttestationResult, FinalTally, SignedAttestation, TallyAttestation,
+    sign_attestation,
+};
 pub use ledger::{
     DaoPolicy, Equivocation, Ledger, Outcome, Phase, Refusal, SignedVote, Tally, VoteBody,
     VoteResult, sign_vote, verify_evidence,

@@ -107,6 +107,19 @@ async fn a_passed_proposal_changes_every_nodes_live_policy() {
     let forged = sign_vote(signers[4].as_ref(), &forged_body).unwrap();
     let bytes = to_dag_cbor(&forged).unwrap();
     transports[4].publish(topics::VOTES, bytes).await.unwrap();
+    // node-4 also attests, ahead of time, that the proposal failed; when the proposal
+    // closes its own node attests the true tally: two different signed attestations.
+    let lie = TallyAttestation {
+        proposal: id,
+        attester: signers[4].node_id().clone(),
+        votes_for: 0,
+        votes_against: 10,
+        participating_stake: 100,
+        passed: false,
+    };
+    daos[4]
+        .relay_attestation(&sign_attestation(signers[4].as_ref(), &lie).unwrap())
+        .await;
 
     let started = Instant::now();
     loop {
@@ -132,5 +145,22 @@ async fn a_passed_proposal_changes_every_nodes_live_policy() {
             "the forged vote counted nowhere"
         );
         assert_eq!(st.phase, x0tta_core::Phase::Executed);
+        // Applied only once final: more than 2/3 of the stake attested the same tally.
+        let f = dao.finality(&id).expect("final");
+        assert_eq!((f.votes_for, f.votes_against, f.passed), (18, 0, true));
+        assert!(f.attesting_stake * 3 > f.total_stake * 2);
+    }
+    // Every other node caught node-4's two attestations.
+    for dao in &daos[..4] {
+        let caught =
+            async || dao.attestation_equivocators(&id) == vec![signers[4].node_id().clone()];
+        let started = Instant::now();
+        while !caught().await {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "equivocating attester not caught"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
