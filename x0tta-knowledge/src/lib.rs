@@ -86,8 +86,8 @@ pub use minilm::{
 };
 pub use replica::{INCIDENTS_MAP, POLICY_REGISTER, Refusal, Wanted};
 pub use replicate::{
-    BLOCK_PROTOCOL, MAX_BLOCKS_PER_REQUEST, ReplicationError, Replicator, SYNC_CHUNK,
-    SYNC_PROTOCOL, SyncReport,
+    BLOCK_PROTOCOL, MAX_BLOCKS_PER_REQUEST, MAX_SYNC_TOTAL, MAX_WANTED_PER_SYNC, ReplicationError,
+    Replicator, SYNC_CHUNK, SYNC_PROTOCOL, SyncReport,
 };
 pub use store::{KnowledgeConfig, OpenError, RedbKnowledge};
 pub use tier::{BlockSource, TierStats};

@@ -16,7 +16,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Any, Map, MapRef, Observable, Origin, Out, Transact};
 
 use crate::RedbKnowledge;
-use crate::store::{BLOCKS, INCIDENT_SEQ, META, storage};
+use crate::store::{BLOCKS, ENVELOPES, INCIDENT_SEQ, META, storage};
 use crate::ydoc::{CrdtDoc, CrdtError, LwwRegister};
 
 /// The CRDT update log: sequence → v1 update.
@@ -238,7 +238,14 @@ impl Replica {
             let txn = self.doc.yrs().transact();
             entries
                 .iter()
-                .filter(|(i, _)| !self.incidents.contains_key(&txn, &i.to_string()))
+                // Ours are written again where the document holds anything else (a peer may
+                // have overwritten them).
+                .filter(|(i, e)| {
+                    self.incidents
+                        .get(&txn, &i.to_string())
+                        .and_then(|v| cid_string(&v))
+                        != Some(e.to_string())
+                })
                 .collect()
         };
         if fresh.is_empty() {
@@ -296,15 +303,6 @@ impl Replica {
         out.truncate(limit);
         Ok(out)
     }
-
-    /// The envelope CID the document names for `incident`.
-    pub(crate) fn envelope_of(&self, incident: &ContentId) -> Option<ContentId> {
-        let txn = self.doc.yrs().transact();
-        self.incidents
-            .get(&txn, &incident.to_string())
-            .and_then(|v| cid_string(&v))
-            .and_then(|s| s.parse().ok())
-    }
 }
 
 /// The entries whose incident is not in `INCIDENT_SEQ`; entries that do not parse are skipped.
@@ -328,6 +326,16 @@ fn unknown(
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// The CID of the incident an envelope says it carries (not verified: to pick which of the
+/// document entries naming this envelope to verify it for).
+pub(crate) fn claimed_incident(bytes: &[u8]) -> Option<ContentId> {
+    let env: Envelope = from_dag_cbor(bytes).ok()?;
+    match from_dag_cbor::<IncidentMessage>(&env.payload).ok()? {
+        IncidentMessage::Incident { incident } => incident.content_id().ok(),
+        _ => None,
+    }
 }
 
 /// Checks a fetched envelope against what the document names; returns the incident inside.
@@ -419,8 +427,9 @@ impl RedbKnowledge {
             .recent(usize::MAX)
             .await?
             .into_iter()
-            .filter(|(id, i)| i.node == me && self.replica.envelope_of(id).is_none())
+            .filter(|(_, i)| i.node == me)
             .collect();
+        let missing = self.without_envelope(missing).await?;
         let replica = self.replica.clone();
         let (entries, blocks) = tokio::task::spawn_blocking(move || {
             let mut entries = Vec::new();
@@ -428,14 +437,14 @@ impl RedbKnowledge {
             for (id, inc) in missing {
                 if let Some((env, bytes)) = replica.seal(&inc)? {
                     entries.push((id, env));
-                    blocks.push((env, bytes));
+                    blocks.push((id, env, bytes));
                 }
             }
             Ok::<_, KnowledgeError>((entries, blocks))
         })
         .await
         .map_err(|e| KnowledgeError::Storage(format!("signing task failed: {e}")))??;
-        self.put_blocks(blocks).await?;
+        self.put_envelopes(blocks).await?;
         let n = entries.len();
         let replica = self.replica.clone();
         tokio::task::spawn_blocking(move || replica.publish(&entries))
@@ -477,7 +486,10 @@ impl RedbKnowledge {
             Err(r) => return Ok(Err(r)),
         };
         let inserted = self
-            .insert_with_blocks(vec![incident], vec![(wanted.envelope, bytes)])
+            .insert_with_blocks(
+                vec![incident],
+                vec![(wanted.incident, wanted.envelope, bytes)],
+            )
             .await?;
         self.index_inserted(&inserted);
         Ok(Ok(wanted.incident))
@@ -510,7 +522,13 @@ impl RedbKnowledge {
                     .collect();
                 handles
                     .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
+                    .zip(fetched.chunks(per))
+                    .flat_map(|(h, part)| {
+                        // A panicked verifier refuses its whole part (results stay in order).
+                        h.join().unwrap_or_else(|_| {
+                            part.iter().map(|_| Err(Refusal::Malformed)).collect()
+                        })
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -523,7 +541,7 @@ impl RedbKnowledge {
             match r {
                 Ok((w, bytes, incident)) => {
                     incidents.push(incident);
-                    blocks.push((w.envelope, bytes));
+                    blocks.push((w.incident, w.envelope, bytes));
                     out.push(Ok(w.incident));
                 }
                 Err(why) => out.push(Err(why)),
@@ -559,6 +577,59 @@ impl RedbKnowledge {
         let id = ContentId::of_dag_cbor(&bytes);
         self.put_blocks(vec![(id, bytes)]).await?;
         Ok(id)
+    }
+
+    /// The incidents among `incidents` this store holds no envelope for.
+    async fn without_envelope(
+        &self,
+        incidents: Vec<(ContentId, Incident)>,
+    ) -> Result<Vec<(ContentId, Incident)>, KnowledgeError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = db.begin_read().map_err(storage("read"))?;
+            let held = r.open_table(ENVELOPES).map_err(storage("table"))?;
+            let mut out = Vec::new();
+            for (id, inc) in incidents {
+                if held
+                    .get(id.to_bytes().as_slice())
+                    .map_err(storage("get"))?
+                    .is_none()
+                {
+                    out.push((id, inc));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
+    }
+
+    /// Stores self-signed envelopes: (incident, envelope CID, bytes).
+    async fn put_envelopes(
+        &self,
+        envelopes: Vec<(ContentId, ContentId, Vec<u8>)>,
+    ) -> Result<(), KnowledgeError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            {
+                let mut t = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                let mut held = txn.open_table(ENVELOPES).map_err(storage("table"))?;
+                for (incident, id, b) in &envelopes {
+                    let key = id.to_bytes();
+                    t.insert(key.as_slice(), b.as_slice())
+                        .map_err(storage("insert"))?;
+                    held.insert(incident.to_bytes().as_slice(), key.as_slice())
+                        .map_err(storage("insert"))?;
+                }
+            }
+            txn.commit().map_err(storage("commit"))
+        })
+        .await
+        .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
     }
 
     async fn put_blocks(&self, blocks: Vec<(ContentId, Vec<u8>)>) -> Result<(), KnowledgeError> {

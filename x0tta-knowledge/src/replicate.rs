@@ -36,6 +36,11 @@ pub const SYNC_PROTOCOL: &str = "/x0tta/sync/1";
 pub const BLOCK_PROTOCOL: &str = "/x0tta/block/1";
 /// Largest piece of a sync diff one reply carries.
 pub const SYNC_CHUNK: usize = 512 * 1024;
+/// Largest document diff one sync accepts (a peer announcing more is refused as malformed;
+/// a document that large is compacted or synced from a peer closer in state).
+pub const MAX_SYNC_TOTAL: u64 = 64 * 1024 * 1024;
+/// Most incidents one [`Replicator::fetch`] asks for (the next sync asks for the rest).
+pub const MAX_WANTED_PER_SYNC: usize = 10_000;
 /// Most CIDs one block request lists.
 pub const MAX_BLOCKS_PER_REQUEST: usize = 512;
 /// Bytes of blocks one reply carries at most (the rest of the message limit is framing).
@@ -398,6 +403,13 @@ impl Replicator {
                     .await?;
                 let r: PullReply =
                     from_dag_cbor(&reply).map_err(|_| malformed(peer, "sync reply"))?;
+                if r.total > MAX_SYNC_TOTAL {
+                    return Err(malformed(peer, "sync diff larger than MAX_SYNC_TOTAL"));
+                }
+                if r.chunk.len() > SYNC_CHUNK || diff.len() as u64 + r.chunk.len() as u64 > r.total
+                {
+                    return Err(malformed(peer, "sync chunk beyond the announced total"));
+                }
                 match &expected {
                     None => expected = Some((r.total, r.digest.clone())),
                     Some((t, d)) if *t != r.total || *d != r.digest => {
@@ -436,7 +448,7 @@ impl Replicator {
         peer: &NodeId,
         timeout: Duration,
     ) -> Result<SyncReport, ReplicationError> {
-        let wanted = self.store.wanted(usize::MAX).await?;
+        let wanted = self.store.wanted(MAX_WANTED_PER_SYNC).await?;
         self.fetch_wanted(peer, wanted, timeout).await
     }
 
@@ -470,8 +482,17 @@ impl Replicator {
                 };
                 progressed = true;
                 report.block_bytes_received += block.bytes.len();
-                for w in ws {
-                    batch.push((w, block.bytes.clone()));
+                // Several entries may name one envelope (a Byzantine writer); it carries one
+                // incident, so only that entry is checked — one verification per block.
+                let carried = crate::replica::claimed_incident(&block.bytes);
+                let (genuine, others): (Vec<Wanted>, Vec<Wanted>) =
+                    ws.into_iter().partition(|w| Some(w.incident) == carried);
+                report.refused += others.len();
+                if !others.is_empty() {
+                    tracing::warn!(%peer, envelope = %block.cid, entries = others.len(), "document entries naming an envelope of another incident refused");
+                }
+                if let Some(w) = genuine.into_iter().next() {
+                    batch.push((w, block.bytes));
                 }
             }
             let names: Vec<ContentId> = batch.iter().map(|(w, _)| w.incident).collect();

@@ -29,6 +29,10 @@ const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("templates"
 const POLICY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("policy_log");
 /// Embeddings of incidents that keep their body: sequence → little-endian f32s.
 const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
+/// Envelopes held for incidents: incident CID bytes → envelope CID bytes (body in BLOCKS).
+/// Written only with a verified (or self-signed) envelope, in the transaction that stores it,
+/// and read by retention, which never takes what to delete from the replicated document.
+pub(crate) const ENVELOPES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("envelopes");
 /// Counters.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -271,6 +275,7 @@ impl RedbKnowledge {
                 txn.open_table(META)?;
                 txn.open_table(VECTORS)?;
                 txn.open_table(CRDT_LOG)?;
+                txn.open_table(ENVELOPES)?;
                 Ok(())
             })();
             t.map_err(|e| corrupt(storage("tables")(e)))?;
@@ -469,11 +474,12 @@ impl RedbKnowledge {
         self.insert_with_blocks(incidents, Vec::new()).await
     }
 
-    /// [`Self::insert_incidents`], storing `extra` blocks (envelopes) in the same transaction.
+    /// [`Self::insert_incidents`], storing `envelopes` — (incident, envelope CID, envelope
+    /// bytes), each verified or signed here — in the same transaction.
     pub(crate) async fn insert_with_blocks(
         &self,
         incidents: Vec<Incident>,
-        extra: Vec<(ContentId, Vec<u8>)>,
+        envelopes: Vec<(ContentId, ContentId, Vec<u8>)>,
     ) -> Result<Inserted, KnowledgeError> {
         let texts: Vec<String> = incidents.iter().map(Incident::to_text).collect();
         let vectors = self.embed_all(&texts).await;
@@ -483,21 +489,23 @@ impl RedbKnowledge {
             encoded.push((ContentId::of_dag_cbor(&bytes), bytes, inc, vector));
         }
         let retention = self.config.retention as u64;
-        let replica = self.replica.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage("begin"))?;
             let mut out = Vec::with_capacity(encoded.len());
             let mut evicted = Vec::new();
-            let mut evicted_ids = Vec::new();
             {
                 let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
                 let mut log = txn.open_table(INCIDENT_LOG).map_err(storage("table"))?;
                 let mut seqs = txn.open_table(INCIDENT_SEQ).map_err(storage("table"))?;
                 let mut meta = txn.open_table(META).map_err(storage("table"))?;
                 let mut vectors = txn.open_table(VECTORS).map_err(storage("table"))?;
-                for (id, bytes) in &extra {
+                let mut held = txn.open_table(ENVELOPES).map_err(storage("table"))?;
+                for (incident, id, bytes) in &envelopes {
+                    let key = id.to_bytes();
                     blocks
-                        .insert(id.to_bytes().as_slice(), bytes.as_slice())
+                        .insert(key.as_slice(), bytes.as_slice())
+                        .map_err(storage("insert"))?;
+                    held.insert(incident.to_bytes().as_slice(), key.as_slice())
                         .map_err(storage("insert"))?;
                 }
                 let mut next = meta
@@ -536,30 +544,19 @@ impl RedbKnowledge {
                     blocks.remove(cid.as_slice()).map_err(storage("remove"))?;
                     vectors.remove(seq).map_err(storage("remove"))?;
                     evicted.push(seq);
-                    if let Ok(id) = ContentId::from_bytes(&cid) {
-                        evicted_ids.push(id);
+                    // Its envelope goes with it, as this store recorded it.
+                    let envelope = held
+                        .remove(cid.as_slice())
+                        .map_err(storage("remove"))?
+                        .map(|e| e.value().to_vec());
+                    if let Some(envelope) = envelope {
+                        blocks
+                            .remove(envelope.as_slice())
+                            .map_err(storage("remove"))?;
                     }
                 }
             }
             txn.commit().map_err(storage("commit"))?;
-            // The evicted incidents' envelopes go too. Looked up after the commit: the document
-            // is read under its own lock, which must never be awaited inside a redb write.
-            let envelopes: Vec<ContentId> = evicted_ids
-                .iter()
-                .filter_map(|id| replica.envelope_of(id))
-                .collect();
-            if !envelopes.is_empty() {
-                let txn = db.begin_write().map_err(storage("begin"))?;
-                {
-                    let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
-                    for e in &envelopes {
-                        blocks
-                            .remove(e.to_bytes().as_slice())
-                            .map_err(storage("remove"))?;
-                    }
-                }
-                txn.commit().map_err(storage("commit"))?;
-            }
             Ok((out, evicted))
         })
         .await
@@ -800,8 +797,12 @@ impl KnowledgeStore for RedbKnowledge {
             }
             None => None,
         };
+        let envelopes = match &sealed {
+            Some((envelope, bytes)) => vec![(incident.content_id()?, *envelope, bytes.clone())],
+            None => Vec::new(),
+        };
         let inserted = self
-            .insert_with_blocks(vec![incident.clone()], sealed.iter().cloned().collect())
+            .insert_with_blocks(vec![incident.clone()], envelopes)
             .await?;
         self.index_inserted(&inserted);
         let id = inserted

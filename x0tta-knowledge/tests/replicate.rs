@@ -502,3 +502,46 @@ async fn a_recorded_policy_is_named_in_every_replica_register() {
         "b's own history"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_only_envelopes_this_store_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.redb");
+    let signer = Arc::new(MlDsa65Signer::new(
+        NodeId::new("a").unwrap(),
+        MlDsa65Keypair::generate(),
+    ));
+    let na = signer.node_id().clone();
+    let a = RedbKnowledge::open(&path, KnowledgeConfig::with_retention(2)).unwrap();
+    a.set_signer(signer.clone()).await.unwrap();
+    let i0 = a.record(&incident(&na, 0, "zero")).await.unwrap();
+    let i1 = a.record(&incident(&na, 1, "one")).await.unwrap();
+    let policy = a.record_policy(&Policy::default()).await.unwrap();
+    // A peer rewrites the document: i0's envelope is "i1's body", i1's is "the policy".
+    {
+        use yrs::{Map, Transact};
+        let map = a
+            .crdt()
+            .yrs()
+            .get_or_insert_map(x0tta_knowledge::INCIDENTS_MAP);
+        let mut txn = a.crdt().yrs().transact_mut();
+        map.insert(&mut txn, i0.to_string(), i1.to_string());
+        map.insert(&mut txn, i1.to_string(), policy.to_string());
+    }
+    // Retention evicts i0 and then i1: only the envelopes a signed go with them.
+    a.record(&incident(&na, 2, "two")).await.unwrap();
+    assert!(a.get(&i1).await.unwrap().is_some(), "i1's body survived");
+    a.record(&incident(&na, 3, "three")).await.unwrap();
+    assert_eq!(
+        a.policy_history().await.unwrap().len(),
+        1,
+        "policy body survived"
+    );
+    drop(a);
+    let a = RedbKnowledge::open(&path, KnowledgeConfig::with_retention(2)).unwrap();
+    assert_eq!(
+        a.recent(10).await.unwrap().len(),
+        2,
+        "reopens, newest two kept"
+    );
+}
