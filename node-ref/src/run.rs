@@ -185,12 +185,21 @@ async fn anti_entropy(replicator: x0tta_knowledge::Replicator, mesh: P2pTranspor
                 up[turn % up.len()].clone()
             }
             ev = events.next() => match ev {
-                Some(MeshEvent::PeerUp(p)) => p,
+                Some(MeshEvent::PeerUp(p)) if mesh.pq_authenticated(&p) => p,
                 Some(_) => continue,
                 None => break,
             },
         };
-        match replicator.sync(&peer, SYNC_TIMEOUT).await {
+        // Each request has its own timeout; the whole exchange is bounded too, so one slow
+        // peer cannot hold the loop.
+        let synced = tokio::time::timeout(4 * SYNC_TIMEOUT, replicator.sync(&peer, SYNC_TIMEOUT))
+            .await
+            .unwrap_or_else(|_| {
+                Err(x0tta_knowledge::ReplicationError::Transport(
+                    x0tta_core::TransportError::Timeout(peer.clone()),
+                ))
+            });
+        match synced {
             Ok(r) if r.incidents_added > 0 || r.refused > 0 || r.update_bytes_sent > 2 => info!(
                 %peer,
                 incidents_added = r.incidents_added,

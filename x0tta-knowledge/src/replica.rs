@@ -27,8 +27,9 @@ const CRDT_CLIENT: &str = "crdt_client_id";
 const COMPACT_AT: u64 = 512;
 /// Root map: incident CID (string) → CID (string) of the signed envelope carrying it.
 pub const INCIDENTS_MAP: &str = "incidents";
-/// Root map of the policy register (an [`LwwRegister`](crate::LwwRegister) of the signed
-/// policy's CID).
+/// Root map of the policy register (an [`LwwRegister`](crate::LwwRegister) of the CID of a
+/// recorded policy's body). An index, not an authority: any peer can write it; the policy in
+/// force comes from signed governance decisions.
 pub const POLICY_REGISTER: &str = "policy";
 /// Local changes waiting for the replicator to gossip them (older ones are dropped when
 /// full; anti-entropy carries what gossip missed).
@@ -272,6 +273,8 @@ impl Replica {
         update: &[u8],
     ) -> Result<Vec<Wanted>, KnowledgeError> {
         let _guard = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        // Integrated and logged under the document's order lock, like local writes.
+        let _order = self.doc.order();
         {
             let decoded = yrs::Update::decode_v1(update)
                 .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
@@ -411,8 +414,10 @@ impl RedbKnowledge {
         &self.replica.doc
     }
 
-    /// The policy register: the CID of the signed policy in force, versioned, last writer
-    /// wins by version then signer.
+    /// The policy register: the CID of the newest recorded policy body, versioned, last
+    /// writer wins by version then writer. Unauthenticated (any peer can write it): read it
+    /// as a hint of which version exists and fetch the body by CID; the policy in force
+    /// comes from signed governance decisions.
     pub fn policy_register(&self) -> LwwRegister<String> {
         self.replica.doc.register(POLICY_REGISTER)
     }

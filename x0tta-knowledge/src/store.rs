@@ -821,7 +821,8 @@ impl KnowledgeStore for RedbKnowledge {
 
     /// Hot tier, then redb, then — for an incident retention evicted here — the cold tier
     /// ([`RedbKnowledge::set_block_source`]); `None` if this store never knew the incident
-    /// or no source has a body matching its CID.
+    /// or no source has a body matching its CID (a miss is remembered for 30 s, so repeated
+    /// reads do not go back to the peers).
     async fn get(&self, id: &ContentId) -> Result<Option<Incident>, KnowledgeError> {
         let tiers = &self.shared.tiers;
         if let Some(hit) = tiers.get(id) {
@@ -841,6 +842,10 @@ impl KnowledgeStore for RedbKnowledge {
             return Ok(Some(incident));
         }
         if !known {
+            return Ok(None);
+        }
+        if tiers.missed_recently(&id) {
+            tiers.cold_missed.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
         let source = self
@@ -870,6 +875,7 @@ impl KnowledgeStore for RedbKnowledge {
             }
         }
         tiers.cold_missed.fetch_add(1, Ordering::Relaxed);
+        tiers.missed(id);
         Ok(None)
     }
 
@@ -975,10 +981,20 @@ impl KnowledgeStore for RedbKnowledge {
         if let Some(signer) = self.replica.signer() {
             let register = self.policy_register();
             let (version, writer) = (policy.version, signer.node_id().clone());
-            tokio::task::spawn_blocking(move || register.set(&id.to_string(), version, &writer))
-                .await
-                .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
-                .map_err(|e| KnowledgeError::Storage(format!("policy register: {e}")))?;
+            let took = tokio::task::spawn_blocking(move || {
+                register.set(&id.to_string(), version, &writer)
+            })
+            .await
+            .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
+            .map_err(|e| KnowledgeError::Storage(format!("policy register: {e}")))?;
+            if !took {
+                let held = self.policy_register().stamp();
+                tracing::warn!(
+                    version,
+                    ?held,
+                    "the policy register holds a later stamp; version {version} not named there"
+                );
+            }
         }
         Ok(id)
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hashlink::LruCache;
@@ -58,9 +59,15 @@ pub struct TierStats {
     pub cold_refused: u64,
 }
 
+/// After a cold read found nothing, the same CID is not asked for again for this long.
+pub(crate) const COLD_RETRY: Duration = Duration::from_secs(30);
+/// Recent cold misses remembered (least recent forgotten first).
+const MISSES: usize = 1024;
+
 /// The hot tier and the counters.
 pub(crate) struct Tiers {
     hot: Option<Mutex<LruCache<ContentId, Incident>>>,
+    misses: Mutex<LruCache<ContentId, Instant>>,
     pub(crate) hot_hits: AtomicU64,
     pub(crate) warm_hits: AtomicU64,
     pub(crate) cold_fetched: AtomicU64,
@@ -73,6 +80,7 @@ impl Tiers {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             hot: (capacity > 0).then(|| Mutex::new(LruCache::new(capacity))),
+            misses: Mutex::new(LruCache::new(MISSES)),
             hot_hits: AtomicU64::new(0),
             warm_hits: AtomicU64::new(0),
             cold_fetched: AtomicU64::new(0),
@@ -100,6 +108,22 @@ impl Tiers {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, incident.clone());
         }
+    }
+
+    /// Whether a cold read of `id` found nothing less than [`COLD_RETRY`] ago.
+    pub(crate) fn missed_recently(&self, id: &ContentId) -> bool {
+        self.misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|at| at.elapsed() < COLD_RETRY)
+    }
+
+    pub(crate) fn missed(&self, id: ContentId) {
+        self.misses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Instant::now());
     }
 
     pub(crate) fn stats(&self) -> TierStats {

@@ -10,7 +10,7 @@
 //! to its CRDT log with a durable commit, so a change that returned `Ok` survives a crash.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,6 +74,10 @@ pub type UpdateSink = Arc<dyn Fn(&[u8]) -> Result<(), CrdtError> + Send + Sync>;
 pub struct CrdtDoc {
     doc: Doc,
     sink: Option<UpdateSink>,
+    /// Held from a write's transaction until its sink returns (and by the store while it
+    /// integrates and logs a remote update), so updates reach the log in the order they were
+    /// integrated: a logged update never depends on one missing from the log.
+    order: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for CrdtDoc {
@@ -97,6 +101,7 @@ impl CrdtDoc {
         Self {
             doc: Doc::new(),
             sink: None,
+            order: Arc::default(),
         }
     }
 
@@ -111,6 +116,7 @@ impl CrdtDoc {
                 ..Options::default()
             }),
             sink: None,
+            order: Arc::default(),
         }
     }
 
@@ -197,10 +203,16 @@ impl CrdtDoc {
     }
 
     /// Runs `f` in one transaction and sends its update (if it changed anything) to the sink.
+    /// The integration-order lock (see the field).
+    pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn write<R>(
         &self,
         f: impl FnOnce(&mut TransactionMut<'_>) -> R,
     ) -> Result<R, CrdtError> {
+        let _order = self.order();
         let (r, update) = {
             let mut txn = self.doc.transact_mut();
             let r = f(&mut txn);

@@ -429,6 +429,11 @@ async fn evicted_bodies_come_back_from_peers_and_their_envelopes_go() {
     );
     assert_eq!(a.get(&ids[1]).await.unwrap(), None);
     assert_eq!(a.tier_stats().cold_missed, 1);
+    // A miss is remembered for a while: no new round of requests for the same CID.
+    c.net.heal();
+    assert_eq!(a.get(&ids[1]).await.unwrap(), None);
+    assert_eq!(a.tier_stats().cold_missed, 2);
+    assert_eq!(a.get(&ids[2]).await.unwrap().as_ref(), Some(&originals[2]));
 }
 
 /// A cold-tier source that answers every CID with other bytes.
