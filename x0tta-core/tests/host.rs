@@ -245,7 +245,16 @@ async fn adjust_memory_limits_writes_the_cgroup_and_rolls_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(placed, "service placed in its cgroup");
-    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    // The shell joins the cgroup, then execs the service: on a busy machine the exec may
+    // still be under way when the pid shows up in cgroup.procs.
+    let mut cmdline = String::new();
+    for _ in 0..100 {
+        cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        if cmdline.starts_with("sleep") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         cmdline.starts_with("sleep"),
         "the shell became the service: {cmdline:?}"
