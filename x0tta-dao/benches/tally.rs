@@ -10,7 +10,8 @@ use x0tta_core::{NodeId, Policy, Signer, Verifier, contexts};
 use x0tta_dao::{DaoPolicy, Ledger, ProposalSpec, Track, VoteBody, sign_vote};
 use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
 
-const VOTERS: usize = 1000;
+/// The figure: a tally of 10,000 signed votes.
+const VOTERS: usize = 10_000;
 
 fn bench(c: &mut Criterion) {
     let signers: Vec<MlDsa65Signer> = (0..VOTERS)
@@ -61,7 +62,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("baseline: one ML-DSA-65 verify", |b| {
         b.iter(|| ring.verify(contexts::VOTE, black_box(&one.payload), &one.signature))
     });
-    g.bench_function("count 1,000 signed votes and tally", |b| {
+    g.bench_function("count 10,000 signed votes and tally", |b| {
         b.iter_batched(
             fresh,
             |(mut l, id)| {
