@@ -35,8 +35,6 @@ struct Inner {
     decisions: broadcast::Sender<Decision>,
     revisions: Mutex<BTreeMap<ContentId, u32>>,
     announced: Mutex<BTreeSet<ContentId>>,
-    /// Proposals this node has attested.
-    attested: Mutex<BTreeSet<ContentId>>,
 }
 
 /// Governance of one node. Cheap to clone; background work stops when the transport closes
@@ -88,7 +86,6 @@ impl Dao {
             decisions: broadcast::channel(DECISION_CAPACITY).0,
             revisions: Mutex::default(),
             announced: Mutex::default(),
-            attested: Mutex::default(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -225,11 +222,7 @@ impl Inner {
         };
         let r = self.ledger().attest(&env);
         match r {
-            AttestationResult::Counted(Some(f)) => {
-                if let Ok(body) = from_dag_cbor::<TallyAttestation>(&env.payload) {
-                    self.announce(body.proposal, &f);
-                }
-            }
+            AttestationResult::Counted(Some(f)) => self.announce(&f),
             AttestationResult::Equivocation(_) => tracing::warn!(
                 attester = %env.signature.signer,
                 "two different tally attestations for one proposal: attester excluded"
@@ -243,8 +236,8 @@ impl Inner {
         }
     }
 
-    /// Closes what is due; for each newly closed proposal, attests this node's tally (counted
-    /// here, then gossiped).
+    /// Closes what is due; for each newly closed proposal (the ledger closes each once),
+    /// attests this node's tally (counted here, then gossiped).
     async fn close_due(&self) {
         let now = now_ms();
         let outcomes: Vec<_> = {
@@ -256,14 +249,6 @@ impl Inner {
                 .collect()
         };
         for o in outcomes {
-            let new = self
-                .attested
-                .lock()
-                .map(|mut a| a.insert(o.id))
-                .unwrap_or(false);
-            if !new {
-                continue;
-            }
             let body = TallyAttestation::of(&o, self.me.clone());
             let env = match sign_attestation(self.signer.as_ref(), &body) {
                 Ok(env) => env,
@@ -278,13 +263,14 @@ impl Inner {
             }
             self.publish(topics::POLICY, &env).await;
             if let AttestationResult::Counted(Some(f)) = counted {
-                self.announce(o.id, &f);
+                self.announce(&f);
             }
         }
     }
 
     /// Announces the decision of a final proposal, once.
-    fn announce(&self, id: ContentId, f: &FinalTally) {
+    fn announce(&self, f: &FinalTally) {
+        let id = f.proposal;
         let new = self
             .announced
             .lock()

@@ -82,6 +82,8 @@ pub fn sign_attestation(
 /// The tally more than 2/3 of the stake attested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinalTally {
+    /// The proposal.
+    pub proposal: ContentId,
     /// Votes for.
     pub votes_for: u64,
     /// Votes against.
@@ -221,6 +223,7 @@ impl<V: Verifier> Ledger<V> {
             return None;
         }
         let f = FinalTally {
+            proposal: *id,
             votes_for: key.0,
             votes_against: key.1,
             participating_stake: key.2,

@@ -118,10 +118,7 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let (d, report) = rt.block_on(async {
-                    // A fresh identity each time: A sees a new peer, as on first contact.
-                    let id = NodeIdentity::generate("spiffe://bench/b".parse().unwrap());
-                    let bp = peer(&id, &ring, vec![entry.clone()]).await;
-                    wait_connected(&bp.transport).await;
+                    let bp = fresh_b(&ring, &entry).await;
                     let t = Instant::now();
                     let report = bp
                         .rep
@@ -197,10 +194,7 @@ fn bench(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let (d, report) = rt.block_on(async {
-                        // A fresh identity each time: A sees a new peer, as on first contact.
-                        let id = NodeIdentity::generate("spiffe://bench/b".parse().unwrap());
-                        let bp = peer(&id, &ring, vec![entry.clone()]).await;
-                        wait_connected(&bp.transport).await;
+                        let bp = fresh_b(&ring, &entry).await;
                         bp.rep
                             .sync_document(&a_id, Duration::from_secs(30))
                             .await
@@ -226,6 +220,14 @@ fn bench(c: &mut Criterion) {
         },
     );
     g.finish();
+}
+
+/// Node B with a fresh identity (A sees a new peer, as on first contact), connected to A.
+async fn fresh_b(ring: &IdentityRing, entry: &libp2p::Multiaddr) -> Peer {
+    let id = NodeIdentity::generate("spiffe://bench/b".parse().unwrap());
+    let b = peer(&id, ring, vec![entry.clone()]).await;
+    wait_connected(&b.transport).await;
+    b
 }
 
 async fn wait_connected(t: &P2pTransport) {

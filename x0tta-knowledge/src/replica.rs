@@ -16,7 +16,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Any, Map, MapRef, Observable, Origin, Out, Transact};
 
 use crate::RedbKnowledge;
-use crate::store::{BLOCKS, ENVELOPES, INCIDENT_SEQ, META, storage};
+use crate::store::{BLOCKS, ENVELOPES, INCIDENT_SEQ, META, hold_envelopes, storage};
 use crate::ydoc::{CrdtDoc, CrdtError, LwwRegister};
 
 /// The CRDT update log: sequence → v1 update.
@@ -589,8 +589,7 @@ impl RedbKnowledge {
         &self,
         incidents: Vec<(ContentId, Incident)>,
     ) -> Result<Vec<(ContentId, Incident)>, KnowledgeError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move |db| {
             let r = db.begin_read().map_err(storage("read"))?;
             let held = r.open_table(ENVELOPES).map_err(storage("table"))?;
             let mut out = Vec::new();
@@ -606,7 +605,6 @@ impl RedbKnowledge {
             Ok(out)
         })
         .await
-        .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
     }
 
     /// Stores self-signed envelopes: (incident, envelope CID, bytes).
@@ -617,24 +615,16 @@ impl RedbKnowledge {
         if envelopes.is_empty() {
             return Ok(());
         }
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage("begin"))?;
             {
-                let mut t = txn.open_table(BLOCKS).map_err(storage("table"))?;
+                let mut blocks = txn.open_table(BLOCKS).map_err(storage("table"))?;
                 let mut held = txn.open_table(ENVELOPES).map_err(storage("table"))?;
-                for (incident, id, b) in &envelopes {
-                    let key = id.to_bytes();
-                    t.insert(key.as_slice(), b.as_slice())
-                        .map_err(storage("insert"))?;
-                    held.insert(incident.to_bytes().as_slice(), key.as_slice())
-                        .map_err(storage("insert"))?;
-                }
+                hold_envelopes(&mut blocks, &mut held, &envelopes)?;
             }
             txn.commit().map_err(storage("commit"))
         })
         .await
-        .map_err(|e| KnowledgeError::Storage(format!("storage task failed: {e}")))?
     }
 
     async fn put_blocks(&self, blocks: Vec<(ContentId, Vec<u8>)>) -> Result<(), KnowledgeError> {

@@ -119,6 +119,24 @@ pub enum OpenError {
     Config(&'static str),
 }
 
+/// Stores envelopes — (incident, envelope CID, bytes), each verified or signed here — as
+/// blocks, and notes which incident each one carries (what retention deletes with it).
+pub(crate) fn hold_envelopes(
+    blocks: &mut redb::Table<&[u8], &[u8]>,
+    held: &mut redb::Table<&[u8], &[u8]>,
+    envelopes: &[(ContentId, ContentId, Vec<u8>)],
+) -> Result<(), KnowledgeError> {
+    for (incident, id, bytes) in envelopes {
+        let key = id.to_bytes();
+        blocks
+            .insert(key.as_slice(), bytes.as_slice())
+            .map_err(storage("insert"))?;
+        held.insert(incident.to_bytes().as_slice(), key.as_slice())
+            .map_err(storage("insert"))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn storage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> KnowledgeError {
     move |e| KnowledgeError::Storage(format!("{what}: {e}"))
 }
@@ -458,7 +476,7 @@ impl RedbKnowledge {
     }
 
     /// Runs blocking database work off the async runtime.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, KnowledgeError> + Send + 'static,
     ) -> Result<T, KnowledgeError> {
@@ -500,14 +518,7 @@ impl RedbKnowledge {
                 let mut meta = txn.open_table(META).map_err(storage("table"))?;
                 let mut vectors = txn.open_table(VECTORS).map_err(storage("table"))?;
                 let mut held = txn.open_table(ENVELOPES).map_err(storage("table"))?;
-                for (incident, id, bytes) in &envelopes {
-                    let key = id.to_bytes();
-                    blocks
-                        .insert(key.as_slice(), bytes.as_slice())
-                        .map_err(storage("insert"))?;
-                    held.insert(incident.to_bytes().as_slice(), key.as_slice())
-                        .map_err(storage("insert"))?;
-                }
+                hold_envelopes(&mut blocks, &mut held, &envelopes)?;
                 let mut next = meta
                     .get(NEXT_INCIDENT)
                     .map_err(storage("get"))?

@@ -202,12 +202,13 @@ impl CrdtDoc {
         &self.doc
     }
 
-    /// Runs `f` in one transaction and sends its update (if it changed anything) to the sink.
     /// The integration-order lock (see the field).
     pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, ()> {
         self.order.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` in one transaction and sends its update (if it changed anything) to the sink,
+    /// under the order lock.
     pub(crate) fn write<R>(
         &self,
         f: impl FnOnce(&mut TransactionMut<'_>) -> R,
