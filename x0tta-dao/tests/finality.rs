@@ -3,11 +3,11 @@
 //! attestations, and attesters of a false tally, are told apart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+mod common;
 
-use x0tta_core::{ContentId, Envelope, NodeId, Policy, Signer, contexts, to_dag_cbor};
+use x0tta_core::{ContentId, Envelope, Policy, Signer, contexts, to_dag_cbor};
 use x0tta_dao::*;
-use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
+use x0tta_pqc::{KeyRing, MlDsa65Signer};
 
 const H: u64 = 3_600_000;
 
@@ -20,20 +20,11 @@ struct World {
 
 /// Four voters of stake 100; node-0..2 vote for; the proposal is closed.
 fn world() -> World {
-    let signers: Vec<MlDsa65Signer> = (0..4)
-        .map(|i| {
-            MlDsa65Signer::new(
-                NodeId::new(format!("node-{i}")).unwrap(),
-                MlDsa65Keypair::generate(),
-            )
-        })
-        .collect();
-    let ring: KeyRing = signers
-        .iter()
-        .map(|s| (s.node_id().clone(), s.public_key().clone()))
-        .collect();
-    let stakes: BTreeMap<NodeId, u64> =
-        signers.iter().map(|s| (s.node_id().clone(), 100)).collect();
+    let common::Voters {
+        signers,
+        ring,
+        stakes,
+    } = common::voters(4);
     let mut ledger = Ledger::new(DaoPolicy::default(), stakes, ring);
     let spec = ProposalSpec::from_yaml(
         "proposal_id: p\ntitle: t\nchanges: [{parameter: cpu_threshold, current: 90, proposed: 70}]\ncreator: node-0\ntimestamp: 0\n",

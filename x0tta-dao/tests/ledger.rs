@@ -2,12 +2,13 @@
 //! late, over-budget and equivocating votes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
 use x0tta_core::{Envelope, NodeId, Policy, Signer};
 use x0tta_dao::*;
-use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
+use x0tta_pqc::{KeyRing, MlDsa65Signer};
 
 const H: u64 = 3_600_000;
 
@@ -46,18 +47,10 @@ struct World {
 }
 
 fn world(n: usize) -> World {
-    let signers: Vec<MlDsa65Signer> = (0..n)
-        .map(|i| MlDsa65Signer::new(id(&format!("node-{i}")), MlDsa65Keypair::generate()))
-        .collect();
-    let ring: KeyRing = signers
-        .iter()
-        .map(|s| (s.node_id().clone(), s.public_key().clone()))
-        .collect();
-    let stakes: BTreeMap<NodeId, u64> =
-        signers.iter().map(|s| (s.node_id().clone(), 100)).collect();
+    let v = common::voters(n);
     World {
-        ledger: Ledger::new(DaoPolicy::default(), stakes, ring),
-        signers,
+        ledger: Ledger::new(DaoPolicy::default(), v.stakes, v.ring),
+        signers: v.signers,
     }
 }
 
