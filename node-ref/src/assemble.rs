@@ -8,7 +8,7 @@ use x0tta_core::config::{NodeConfig, load_plans_dir, load_policy};
 use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
-use x0tta_core::{Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
+use x0tta_core::{DisconnectPeer, Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
 use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge, Replicator};
 use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
 use x0tta_pqc::{NodeIdentity, SpiffeId};
@@ -75,7 +75,8 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
         .action(Arc::new(RestartService::new(supervisor.clone())))
         .action(Arc::new(RunCommand::new()))
         .action(Arc::new(AdjustMemoryLimits::new(supervisor.clone())))
-        .action(Arc::new(NotifyNeighbors::new(signer)));
+        .action(Arc::new(NotifyNeighbors::new(signer)))
+        .action(Arc::new(DisconnectPeer::new()));
     if let Some(path) = config_path {
         let path = path.to_path_buf();
         let source: PolicySource = Arc::new(move || load_policy(&path).map_err(|e| e.to_string()));

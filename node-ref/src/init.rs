@@ -7,7 +7,7 @@ use x0tta_core::config::NodeConfig;
 use x0tta_pqc::MlDsa65Keypair;
 
 /// The plan templates every new node starts with (the files in `examples/plans/`).
-pub(crate) const DEFAULT_PLANS: [(&str, &str); 3] = [
+pub(crate) const DEFAULT_PLANS: [(&str, &str); 4] = [
     (
         "restart-crashed-service.yaml",
         include_str!("../../examples/plans/restart-crashed-service.yaml"),
@@ -19,6 +19,10 @@ pub(crate) const DEFAULT_PLANS: [(&str, &str); 3] = [
     (
         "clear-host-cache.yaml",
         include_str!("../../examples/plans/clear-host-cache.yaml"),
+    ),
+    (
+        "isolate-byzantine-peer.yaml",
+        include_str!("../../examples/plans/isolate-byzantine-peer.yaml"),
     ),
 ];
 

@@ -1,4 +1,5 @@
-//! Actions any node can register, whatever its host: telling neighbours, reloading policy.
+//! Actions any node can register, whatever its host: telling neighbours, reloading policy,
+//! disconnecting a peer.
 //! Host-level actions (restart a service, run a command, adjust memory limits) are in
 //! [`host`](crate::host) behind the `host` feature.
 
@@ -7,8 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Action, ActionContext, ActionError, Envelope, IncidentMessage, Params, ParamsExt, Policy,
-    PolicyUpdate, Signer, contexts, to_dag_cbor, topics,
+    Action, ActionContext, ActionError, CommandOutcome, Envelope, IncidentMessage, MeshCommand,
+    NodeId, Params, ParamsExt, Policy, PolicyUpdate, Signer, Subject, contexts, to_dag_cbor,
+    topics,
 };
 
 /// `notify_neighbors`: publishes a signed notice of the anomaly on `x0tta/incidents/1`.
@@ -130,5 +132,89 @@ impl Action for ReloadPolicy {
             Ok(_) => Ok("previous rules already in force".into()),
             Err(e) => Err(ActionError::Failed(e.to_string())),
         }
+    }
+}
+
+/// `disconnect_peer`: isolates the anomaly's peer in the mesh ([`MeshCommand::Isolate`]: its
+/// connections closed, new ones refused, its gossip no longer relayed). Rollback lets it back
+/// in, unless it was already isolated before this step (then there is nothing of ours to
+/// undo).
+///
+/// The anomaly's subject must be a peer or a link; anything else is refused. A transport that
+/// cannot isolate fails the step.
+///
+/// ```
+/// use std::sync::Arc;
+/// use x0tta_core::{Action, DisconnectPeer};
+/// let action: Arc<dyn Action> = Arc::new(DisconnectPeer::new());
+/// assert_eq!(action.name(), "disconnect_peer");
+/// ```
+#[derive(Debug, Default)]
+pub struct DisconnectPeer {
+    /// Peers this action isolated (and so may let back in).
+    isolated: std::sync::Mutex<std::collections::BTreeSet<NodeId>>,
+}
+
+impl DisconnectPeer {
+    /// A fresh action.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn peer_of(ctx: &ActionContext) -> Result<NodeId, ActionError> {
+    match &ctx.anomaly.subject {
+        Subject::Peer(p) | Subject::Link(p) => Ok(p.clone()),
+        other => Err(ActionError::Failed(format!(
+            "disconnect_peer needs a peer, the anomaly is about {other}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Action for DisconnectPeer {
+    fn name(&self) -> &str {
+        "disconnect_peer"
+    }
+
+    async fn run(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        let peer = peer_of(ctx)?;
+        if peer == ctx.node {
+            return Err(ActionError::Failed("a node cannot isolate itself".into()));
+        }
+        match ctx
+            .transport
+            .command(MeshCommand::Isolate(peer.clone()))
+            .await
+            .map_err(|e| ActionError::Failed(e.to_string()))?
+        {
+            CommandOutcome::Done => {
+                if let Ok(mut set) = self.isolated.lock() {
+                    set.insert(peer.clone());
+                }
+                Ok(format!("{peer} isolated"))
+            }
+            CommandOutcome::AlreadyDone => Ok(format!("{peer} was already isolated")),
+            CommandOutcome::Unsupported => Err(ActionError::Failed(
+                "this transport cannot isolate peers".into(),
+            )),
+        }
+    }
+
+    async fn rollback(&self, _params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
+        let peer = peer_of(ctx)?;
+        let ours = self
+            .isolated
+            .lock()
+            .map(|mut set| set.remove(&peer))
+            .unwrap_or(false);
+        if !ours {
+            return Ok(format!("disconnect_peer: {peer} not isolated by this step"));
+        }
+        ctx.transport
+            .command(MeshCommand::Unisolate(peer.clone()))
+            .await
+            .map_err(|e| ActionError::Failed(e.to_string()))?;
+        Ok(format!("{peer} let back in"))
     }
 }

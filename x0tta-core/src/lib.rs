@@ -67,7 +67,7 @@ pub mod host;
 #[cfg(feature = "yaml")]
 pub mod config;
 
-pub use actions::{NotifyNeighbors, PolicySource, ReloadPolicy};
+pub use actions::{DisconnectPeer, NotifyNeighbors, PolicySource, ReloadPolicy};
 pub use anomaly::{Anomaly, AnomalyKind, Evidence, Severity, Subject};
 pub use breaker::{BreakerKey, BreakerVerdict, CircuitBreaker, MAX_BREAKER_KEYS};
 pub use governance::{

@@ -38,12 +38,13 @@ fn the_shipped_examples_load() {
             .is_absolute()
     );
     let plans = load_plans_dir(format!("{EXAMPLES}/plans")).unwrap();
-    assert_eq!(plans.len(), 3);
+    assert_eq!(plans.len(), 4);
     let names: Vec<_> = plans.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
         [
             "clear-host-cache",
+            "isolate-byzantine-peer",
             "relieve-service-memory",
             "restart-crashed-service"
         ]
@@ -52,8 +53,10 @@ fn the_shipped_examples_load() {
         plans[0].steps[1].condition.as_ref().unwrap().to_string(),
         "host.memory.percent > 95"
     );
-    assert_eq!(plans[2].trigger.kinds, [AnomalyKind::ServiceDown]);
-    assert_eq!(plans[2].trigger.min_severity, Severity::Medium);
+    assert_eq!(plans[1].trigger.kinds, [AnomalyKind::ByzantinePeer]);
+    assert_eq!(plans[1].steps[1].action, "disconnect_peer");
+    assert_eq!(plans[3].trigger.kinds, [AnomalyKind::ServiceDown]);
+    assert_eq!(plans[3].trigger.min_severity, Severity::Medium);
 }
 
 fn err(yaml: &str) -> String {

@@ -16,9 +16,9 @@ use x0tta_core::{
 };
 
 use crate::{
-    AttestationResult, Change, DaoPolicy, FinalTally, Ledger, PARAMETERS, Phase, ProposalSpec,
-    Refusal, SignedAttestation, TallyAttestation, Track, VoteBody, VoteResult, sign_attestation,
-    sign_vote,
+    AttestationResult, ByzantineDetector, Change, DaoPolicy, Equivocation, EvidenceResult,
+    FinalTally, Ledger, Offence, PARAMETERS, Phase, ProposalSpec, Refusal, SignedAttestation,
+    TallyAttestation, Track, VoteBody, VoteResult, sign_attestation, sign_vote,
 };
 
 /// Capacity of the decisions channel; slow receivers lose the oldest.
@@ -35,6 +35,7 @@ struct Inner {
     decisions: broadcast::Sender<Decision>,
     revisions: Mutex<BTreeMap<ContentId, u32>>,
     announced: Mutex<BTreeSet<ContentId>>,
+    byzantine: ByzantineDetector,
 }
 
 /// Governance of one node. Cheap to clone; background work stops when the transport closes
@@ -77,6 +78,10 @@ impl Dao {
             .subscribe(topics::POLICY)
             .await
             .map_err(|e| StartError(e.to_string()))?;
+        let mut evidence = transport
+            .subscribe(topics::EVIDENCE)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
         let inner = Arc::new(Inner {
             me: signer.node_id().clone(),
             signer,
@@ -86,6 +91,7 @@ impl Dao {
             decisions: broadcast::channel(DECISION_CAPACITY).0,
             revisions: Mutex::default(),
             announced: Mutex::default(),
+            byzantine: ByzantineDetector::new(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -97,7 +103,15 @@ impl Dao {
                         _ => break,
                     },
                     m = votes.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => { inner.on_vote(&m.payload); }
+                        (Some(m), Some(inner)) => {
+                            if let Some(VoteResult::Equivocation(ev)) = inner.on_vote(&m.payload) {
+                                inner.publish_evidence(&ev).await;
+                            }
+                        }
+                        _ => break,
+                    },
+                    m = evidence.next() => match (m, weak.upgrade()) {
+                        (Some(m), Some(inner)) => inner.on_evidence(&m.payload),
                         _ => break,
                     },
                     m = attestations.next() => match (m, weak.upgrade()) {
@@ -159,6 +173,18 @@ impl Dao {
         self.inner.ledger().attestation_equivocators(id)
     }
 
+    /// The detector that raises BYZANTINE_PEER for every peer this node's governance proved
+    /// Byzantine (conflicting votes, seen here or proven by gossiped evidence; conflicting tally
+    /// attestations). Add it to the node's healer.
+    pub fn detector(&self) -> ByzantineDetector {
+        self.inner.byzantine.clone()
+    }
+
+    /// Every voter proven to have equivocated, with one proof each.
+    pub fn equivocations(&self) -> Vec<Equivocation> {
+        self.inner.ledger().equivocations()
+    }
+
     /// Publishes an already signed attestation as is (for fault-injection tests).
     pub async fn relay_attestation(&self, attestation: &SignedAttestation) {
         self.inner.publish(topics::POLICY, attestation).await;
@@ -212,8 +238,48 @@ impl Inner {
         let r = self.ledger().vote(&env, now_ms());
         if let VoteResult::Equivocation(ev) = &r {
             tracing::warn!(voter = %ev.voter, "equivocation: stake slashed");
+            self.byzantine.report(
+                ev.voter.clone(),
+                Offence::VoteEquivocation {
+                    proposal: ev.proposal,
+                },
+            );
         }
         Some(r)
+    }
+
+    /// Gossips proof of equivocation, so nodes that saw only one of the votes slash too.
+    async fn publish_evidence(&self, ev: &Equivocation) {
+        match to_dag_cbor(ev) {
+            Ok(bytes) => {
+                if let Err(e) = self.transport.publish(topics::EVIDENCE, bytes).await {
+                    tracing::warn!(%e, "equivocation evidence not published");
+                }
+            }
+            Err(e) => tracing::warn!(%e, "equivocation evidence not encodable"),
+        }
+    }
+
+    fn on_evidence(&self, payload: &[u8]) {
+        let Ok(ev) = from_dag_cbor::<Equivocation>(payload) else {
+            tracing::warn!("malformed evidence refused");
+            return;
+        };
+        match self.ledger().accept_evidence(&ev) {
+            EvidenceResult::Slashed => {
+                tracing::warn!(voter = %ev.voter, proposal = %ev.proposal, "equivocation proven by gossiped evidence: stake slashed");
+                self.byzantine.report(
+                    ev.voter.clone(),
+                    Offence::VoteEquivocation {
+                        proposal: ev.proposal,
+                    },
+                );
+            }
+            EvidenceResult::Invalid => {
+                tracing::warn!(voter = %ev.voter, "evidence that proves nothing refused")
+            }
+            _ => {}
+        }
     }
 
     fn on_attestation(&self, payload: &[u8]) {
@@ -223,10 +289,20 @@ impl Inner {
         let r = self.ledger().attest(&env);
         match r {
             AttestationResult::Counted(Some(f)) => self.announce(&f),
-            AttestationResult::Equivocation(_) => tracing::warn!(
-                attester = %env.signature.signer,
-                "two different tally attestations for one proposal: attester excluded"
-            ),
+            AttestationResult::Equivocation(proof) => {
+                tracing::warn!(
+                    attester = %env.signature.signer,
+                    "two different tally attestations for one proposal: attester excluded"
+                );
+                if let Ok(body) = from_dag_cbor::<TallyAttestation>(&proof[1].payload) {
+                    self.byzantine.report(
+                        body.attester,
+                        Offence::AttestationEquivocation {
+                            proposal: body.proposal,
+                        },
+                    );
+                }
+            }
             AttestationResult::Refused(why) => tracing::warn!(
                 signer = %env.signature.signer,
                 ?why,

@@ -86,8 +86,9 @@ pub fn sign_vote(
 }
 
 /// Two different votes signed by one voter for one proposal at one revision: proof anyone can
-/// check with the voter's public key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// check with the voter's public key ([`verify_evidence`]). Gossiped on `x0tta/evidence/1` as
+/// DAG-CBOR, so nodes that saw only one of the two votes slash the voter too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Equivocation {
     /// The offender.
     pub voter: NodeId,
@@ -139,6 +140,20 @@ pub enum VoteResult {
     Refused(Refusal),
     /// Proof of equivocation: the voter is slashed and excluded from this tally.
     Equivocation(Box<Equivocation>),
+}
+
+/// What [`Ledger::accept_evidence`] did with gossiped evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EvidenceResult {
+    /// Valid and new: the voter is slashed here now.
+    Slashed,
+    /// Valid, already known.
+    Known,
+    /// The proposal is unknown here (the evidence may arrive before it).
+    UnknownProposal,
+    /// Not a proof: a signature fails, the votes are not the voter's, or they agree.
+    Invalid,
 }
 
 /// A proposal's phase at some time.
@@ -359,11 +374,7 @@ impl<V: Verifier> Ledger<V> {
                 proposal: body.proposal,
                 votes: [held_signed.clone(), signed.clone()],
             };
-            e.equivocators.insert(body.voter.clone(), evidence.clone());
-            let slashed = (stake as f64 * self.policy.slash_fraction).ceil() as u64;
-            if let Some(s) = self.stakes.get_mut(&body.voter) {
-                *s = s.saturating_sub(slashed);
-            }
+            self.slash(&evidence);
             return VoteResult::Equivocation(Box::new(evidence));
         }
         let newest = revisions.keys().next_back().copied();
@@ -373,6 +384,53 @@ impl<V: Verifier> Ledger<V> {
         } else {
             VoteResult::Counted { cost }
         }
+    }
+
+    /// Records proven equivocation: the voter's votes on the proposal stop counting and its
+    /// stake loses the policy's slash fraction (once per proposal).
+    fn slash(&mut self, evidence: &Equivocation) -> bool {
+        let Some(e) = self.proposals.get_mut(&evidence.proposal) else {
+            return false;
+        };
+        if e.equivocators.contains_key(&evidence.voter) {
+            return false;
+        }
+        e.equivocators
+            .insert(evidence.voter.clone(), evidence.clone());
+        let fraction = self.policy.slash_fraction.clamp(0.0, 1.0);
+        if let Some(s) = self.stakes.get_mut(&evidence.voter) {
+            let slashed = (*s as f64 * fraction).ceil() as u64;
+            *s = s.saturating_sub(slashed);
+        }
+        true
+    }
+
+    /// Takes equivocation evidence a peer gossiped: verified ([`verify_evidence`]) before
+    /// anything changes, then the voter is slashed as if this node had seen both votes. Valid
+    /// whenever it arrives (evidence is not bound to the voting window).
+    pub fn accept_evidence(&mut self, evidence: &Equivocation) -> EvidenceResult {
+        if !verify_evidence(&self.verifier, evidence) {
+            return EvidenceResult::Invalid;
+        }
+        let Some(e) = self.proposals.get(&evidence.proposal) else {
+            return EvidenceResult::UnknownProposal;
+        };
+        if e.equivocators.contains_key(&evidence.voter) {
+            return EvidenceResult::Known;
+        }
+        self.slash(evidence);
+        EvidenceResult::Slashed
+    }
+
+    /// Every voter proven to have equivocated, with one proof each.
+    pub fn equivocations(&self) -> Vec<Equivocation> {
+        let mut out: BTreeMap<&NodeId, &Equivocation> = BTreeMap::new();
+        for e in self.proposals.values() {
+            for (voter, ev) in &e.equivocators {
+                out.entry(voter).or_insert(ev);
+            }
+        }
+        out.into_values().cloned().collect()
     }
 
     /// The current count of a proposal.

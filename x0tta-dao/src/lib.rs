@@ -27,22 +27,31 @@
 //! ([`Ledger::disagreeing`]); one that signs two different attestations is proven Byzantine
 //! and no longer counts.
 //!
-//! Not here yet: vote replication through the knowledge store (late joiners), slashing gossip
-//! to the healer (BYZANTINE_PEER), node-ref `propose` / `vote` / `proposals`, the
-//! effectiveness report.
+//! **Byzantine evidence**: a node that sees two conflicting votes of one voter slashes it and
+//! gossips the proof ([`Equivocation`]) on `x0tta/evidence/1`; every node verifies it
+//! ([`Ledger::accept_evidence`]) before slashing too, so a voter that showed each half of the
+//! mesh a different vote is caught everywhere. Proven offenders (conflicting votes or tally
+//! attestations) reach the node's healer as BYZANTINE_PEER anomalies through
+//! [`Dao::detector`] ([`ByzantineDetector`]); the `isolate-byzantine-peer` plan cuts them off
+//! with core's `disconnect_peer`.
+//!
+//! Not here yet: vote replication through the knowledge store (late joiners), node-ref
+//! `propose` / `vote` / `proposals`, the effectiveness report.
 
+mod byzantine;
 mod dao;
 mod finality;
 mod ledger;
 mod proposal;
 
+pub use byzantine::{ByzantineDetector, Offence};
 pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, StartError};
 pub use finality::{
     AttestationRefusal, AttestationResult, FinalTally, SignedAttestation, TallyAttestation,
     sign_attestation,
 };
 pub use ledger::{
-    DaoPolicy, Equivocation, Ledger, Outcome, Phase, Refusal, SignedVote, Tally, VoteBody,
-    VoteResult, sign_vote, verify_evidence,
+    DaoPolicy, Equivocation, EvidenceResult, Ledger, Outcome, Phase, Refusal, SignedVote, Tally,
+    VoteBody, VoteResult, sign_vote, verify_evidence,
 };
 pub use proposal::{Change, PARAMETERS, Parameter, ProposalError, ProposalSpec, Track};

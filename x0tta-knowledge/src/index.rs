@@ -19,6 +19,9 @@ use x0tta_core::{
 use crate::text::{TextIndex, TopK};
 use crate::vector::{self, Graph, Place, VectorIndexConfig, Vectors};
 
+/// From this many indexed incidents up, the two rankings of a hybrid query run in parallel.
+const PARALLEL_FROM: usize = 20_000;
+
 /// How BM25 and vector rankings are fused (reciprocal rank fusion).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fusion {
@@ -305,7 +308,7 @@ impl Index {
         graph.for_each_point(|seq, v| {
             match self.slots.get(&seq).copied() {
                 Some(slot) => match self.vectors.vector(slot) {
-                    Some(have) if have == v => placed.push(slot),
+                    Some(have) if vector::quantize(have) == v => placed.push(slot),
                     Some(_) => mismatch = Some(seq),
                     None => gone += 1, // its vector was not kept: never searched
                 },
@@ -360,14 +363,18 @@ impl Index {
                     .copied()
                     .filter(|s| self.vectors.place(*s) == Place::Graph)
             };
+            // The graph ranks by quantized vectors; its `ef` candidates are re-ranked here
+            // with the full ones.
             let found = if filter.is_empty() {
                 graph.search(q, ef, ef)
             } else {
-                graph.search_filtered(q, k, ef, &|seq| in_graph(seq).is_some_and(accept))
+                graph.search_filtered(q, ef, ef, &|seq| in_graph(seq).is_some_and(accept))
             };
-            for (seq, score) in found {
-                if let Some(slot) = in_graph(seq).filter(|s| accept(*s)) {
-                    top.push(slot, score);
+            for seq in found {
+                if let Some(slot) = in_graph(seq).filter(|s| accept(*s))
+                    && let Some(v) = self.vectors.vector(slot)
+                {
+                    top.push(slot, vector::dot(q, v));
                 }
             }
         }
@@ -403,9 +410,15 @@ impl Index {
             }
             _ => Vec::new(),
         };
-        // One after the other on the caller's thread: running them on both cores (rayon::join)
-        // was measured slower at p50 and p99 on a busy 2-core machine (benches/search.rs).
-        let (by_text, by_vector) = (text(), nearest());
+        // Large stores rank on two cores at once (rayon's pool) when both rankings are asked
+        // for; small stores and one-sided queries are faster on the caller's thread than
+        // waking the pool (benches/search.rs).
+        let both = fusion.bm25 > 0.0 && fusion.vector > 0.0 && vector.is_some();
+        let (by_text, by_vector) = if both && self.docs.len() >= PARALLEL_FROM {
+            rayon::join(text, nearest)
+        } else {
+            (text(), nearest())
+        };
         let mut parts: HashMap<u32, (Option<PartScore>, Option<PartScore>)> = HashMap::new();
         for (slot, part) in ranks(by_text) {
             parts.entry(slot).or_default().0 = Some(part);

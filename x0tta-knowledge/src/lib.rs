@@ -22,6 +22,8 @@
 //!   ([`RedbKnowledge::search_scored`]). New vectors land in a small exact segment searched
 //!   by brute force; a background thread merges it into an HNSW graph (`hnsw_rs`, M = 32,
 //!   ef = 256; [`VectorIndexConfig`]) that is saved next to the file and loaded on reopen.
+//!   The graph holds 8-bit copies of the vectors (a quarter of the memory a walk reads); its
+//!   candidates are re-ranked with the full vectors, so scores are exact cosines.
 //!   [`LexicalEmbedder`] is the fallback embedder (hashed words and trigrams; not semantic).
 //!
 //! - **CAR**: [`RedbKnowledge::export_car`] writes a CARv1 whose root manifest links every
@@ -84,7 +86,7 @@ pub use index::{Fusion, IndexStats, PartScore, ScoredHit};
 pub use minilm::{
     MINILM_DIMENSIONS, MINILM_DIR_ENV, MiniLmConfig, MiniLmEmbedder, MiniLmLoadError,
 };
-pub use replica::{INCIDENTS_MAP, POLICY_REGISTER, Refusal, Wanted};
+pub use replica::{INCIDENTS_MAP, MAX_REFUSED, POLICY_REGISTER, Refusal, Wanted};
 pub use replicate::{
     BLOCK_PROTOCOL, MAX_BLOCKS_PER_REQUEST, MAX_SYNC_TOTAL, MAX_WANTED_PER_SYNC, ReplicationError,
     Replicator, SYNC_CHUNK, SYNC_PROTOCOL, SyncReport,

@@ -3,17 +3,19 @@
 //! CID, the signed envelope that proves it.
 
 use std::collections::BTreeSet;
+
+use hashlink::LruCache;
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::mpsc;
 use x0tta_core::{
-    ContentId, Envelope, Incident, IncidentMessage, KnowledgeError, KnowledgeStore, Signer,
-    Verifier, contexts, from_dag_cbor, to_dag_cbor,
+    ContentId, Envelope, Incident, IncidentMessage, KnowledgeError, KnowledgeStore, Rejection,
+    Signer, Verifier, contexts, from_dag_cbor, to_dag_cbor,
 };
 use yrs::types::EntryChange;
 use yrs::updates::decoder::Decode;
-use yrs::{Any, Map, MapRef, Observable, Origin, Out, Transact};
+use yrs::{Any, Map, MapRef, Observable, Origin, Out, ReadTxn, Transact};
 
 use crate::RedbKnowledge;
 use crate::store::{BLOCKS, ENVELOPES, INCIDENT_SEQ, META, hold_envelopes, storage};
@@ -38,7 +40,7 @@ const OUTBOX: usize = 256;
 const REMOTE: &str = "x0tta/remote";
 
 /// An incident this store's document names but whose envelope it has not verified yet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Wanted {
     /// The incident's CID (the map key).
     pub incident: ContentId,
@@ -70,7 +72,24 @@ pub enum Refusal {
     /// The incident inside is not the one the document names.
     #[error("carries another incident than the key names")]
     Mismatch,
+    /// Its signer is not known to this node yet (no identity record proven to it); retried
+    /// once it is.
+    #[error("signed by {0}, whom this node does not know yet")]
+    UnknownSigner(String),
 }
+
+impl Refusal {
+    /// Whether the same document entry would be refused again whoever sent the block: the
+    /// envelope is content-addressed, so only a block that did not match its CID (the
+    /// sender's fault) or a signer this node does not know yet can turn out otherwise.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Cid | Self::UnknownSigner(_))
+    }
+}
+
+/// Document entries whose envelope was refused for good, remembered (newest
+/// [`MAX_REFUSED`]) so that syncs stop fetching and verifying them again.
+pub const MAX_REFUSED: usize = 10_000;
 
 pub(crate) struct Replica {
     pub(crate) doc: CrdtDoc,
@@ -80,6 +99,8 @@ pub(crate) struct Replica {
     /// Serialises remote applies with the drain of `changed`.
     applying: Mutex<()>,
     signer: RwLock<Option<Arc<dyn Signer>>>,
+    /// Entries refused for good, newest last ([`MAX_REFUSED`]).
+    refused: Mutex<LruCache<Wanted, ()>>,
     outbox: Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
 }
 
@@ -108,41 +129,76 @@ fn append(db: &Database, updates: &[&[u8]]) -> Result<(), KnowledgeError> {
     txn.commit().map_err(storage("commit"))
 }
 
+/// Draws a new client id (yrs's random one, which fits a JavaScript number so Yjs reads it)
+/// and stores it as the one this store writes under.
+fn fresh_client(db: &Database) -> Result<u64, KnowledgeError> {
+    let c = yrs::Doc::new().client_id().get();
+    let txn = db.begin_write().map_err(storage("begin"))?;
+    txn.open_table(META)
+        .map_err(storage("table"))?
+        .insert(CRDT_CLIENT, c)
+        .map_err(storage("insert"))?;
+    txn.commit().map_err(storage("commit"))?;
+    Ok(c)
+}
+
+/// The document as the log holds it, writing as `client`, and the log's length.
+fn load(db: &Database, client: u64) -> Result<(CrdtDoc, u64), KnowledgeError> {
+    let doc = CrdtDoc::with_client_id(client);
+    let r = db.begin_read().map_err(storage("read"))?;
+    let log = r.open_table(CRDT_LOG).map_err(storage("table"))?;
+    let entries = log.len().map_err(storage("len"))?;
+    for row in log.iter().map_err(storage("iter"))? {
+        let (seq, update) = row.map_err(storage("row"))?;
+        doc.apply(update.value())
+            .map_err(|e| KnowledgeError::Storage(format!("CRDT log entry {}: {e}", seq.value())))?;
+    }
+    Ok((doc, entries))
+}
+
+/// Whether `doc` holds changes written under its own client id that wait for an earlier one.
+fn own_pending(doc: &CrdtDoc) -> bool {
+    let own = doc.yrs().client_id();
+    let txn = doc.yrs().transact();
+    txn.store()
+        .pending_update()
+        .is_some_and(|p| p.update.state_vector_lower().contains_client(&own))
+}
+
 impl Replica {
     /// Loads the document from the log (folding a long log into one update) and wires its
     /// sink to the log.
     pub(crate) fn open(db: &Arc<Database>) -> Result<Self, KnowledgeError> {
-        let txn = db.begin_write().map_err(storage("begin"))?;
-        let client = {
-            let mut meta = txn.open_table(META).map_err(storage("table"))?;
-            txn.open_table(CRDT_LOG).map_err(storage("table"))?;
-            let stored = meta
-                .get(CRDT_CLIENT)
-                .map_err(storage("get"))?
-                .map(|v| v.value());
-            match stored {
-                Some(c) => c,
-                None => {
-                    // yrs draws a random id (Yjs-compatible: it fits a JavaScript number).
-                    let c = yrs::Doc::new().client_id().get();
-                    meta.insert(CRDT_CLIENT, c).map_err(storage("insert"))?;
-                    c
-                }
-            }
+        let stored = {
+            let txn = db.begin_write().map_err(storage("begin"))?;
+            let stored = {
+                let meta = txn.open_table(META).map_err(storage("table"))?;
+                txn.open_table(CRDT_LOG).map_err(storage("table"))?;
+                meta.get(CRDT_CLIENT)
+                    .map_err(storage("get"))?
+                    .map(|v| v.value())
+            };
+            txn.commit().map_err(storage("commit"))?;
+            stored
         };
-        txn.commit().map_err(storage("commit"))?;
-
-        let doc = CrdtDoc::with_client_id(client);
-        let r = db.begin_read().map_err(storage("read"))?;
-        let log = r.open_table(CRDT_LOG).map_err(storage("table"))?;
-        let entries = log.len().map_err(storage("len"))?;
-        for row in log.iter().map_err(storage("iter"))? {
-            let (seq, update) = row.map_err(storage("row"))?;
-            doc.apply(update.value()).map_err(|e| {
-                KnowledgeError::Storage(format!("CRDT log entry {}: {e}", seq.value()))
-            })?;
+        let mut client = match stored {
+            Some(c) => c,
+            None => fresh_client(db)?,
+        };
+        let (mut doc, mut entries) = load(db, client)?;
+        // Changes of our own that cannot integrate (an earlier one is missing from the log)
+        // mean our clock may reuse ids that already name other content somewhere: write
+        // under a new id from now on, as Yjs does when it sees its id in use.
+        if own_pending(&doc) {
+            let old = client;
+            client = fresh_client(db)?;
+            tracing::warn!(
+                old,
+                new = client,
+                "CRDT log holds changes of ours that cannot integrate; writing under a new client id"
+            );
+            (doc, entries) = load(db, client)?;
         }
-        drop((log, r));
         if entries > COMPACT_AT {
             let state = doc.encode_state();
             let txn = db.begin_write().map_err(storage("begin"))?;
@@ -191,8 +247,20 @@ impl Replica {
             changed,
             applying: Mutex::new(()),
             signer: RwLock::new(None),
+            refused: Mutex::new(LruCache::new(MAX_REFUSED)),
             outbox,
         })
+    }
+
+    pub(crate) fn remember_refused(&self, entries: &[Wanted]) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        for w in entries {
+            refused.insert(w.clone(), ());
+        }
+    }
+
+    pub(crate) fn refused(&self) -> usize {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub(crate) fn set_signer(&self, signer: Arc<dyn Signer>) {
@@ -275,6 +343,9 @@ impl Replica {
         let _guard = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         // Integrated and logged under the document's order lock, like local writes.
         let _order = self.doc.order();
+        let own = self.doc.yrs().client_id();
+        let clock = || self.doc.yrs().transact().state_vector().get(&own);
+        let before = clock();
         {
             let decoded = yrs::Update::decode_v1(update)
                 .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
@@ -285,6 +356,16 @@ impl Replica {
                 .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
         }
         append(db, &[update])?;
+        if clock() != before {
+            // Someone else writes under our id (a copied database, or a log that lost our
+            // latest changes): the next open writes under a new one.
+            let new = fresh_client(db)?;
+            tracing::error!(
+                client = own.get(),
+                next = new,
+                "a peer sent changes under this store's own client id; reopen to write under a new one"
+            );
+        }
         let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|p| p.into_inner()));
         unknown(db, changed.into_iter())
     }
@@ -303,6 +384,10 @@ impl Replica {
                 .collect()
         };
         let mut out = unknown(db, entries.into_iter())?;
+        {
+            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            out.retain(|w| !refused.contains_key(w));
+        }
         out.truncate(limit);
         Ok(out)
     }
@@ -353,7 +438,10 @@ pub(crate) fn verify_envelope(
     let env: Envelope = from_dag_cbor(bytes).map_err(|_| Refusal::Malformed)?;
     let payload = env
         .open(verifier, contexts::INCIDENT)
-        .map_err(|_| Refusal::Signature)?;
+        .map_err(|e| match e.reason {
+            Rejection::UnknownSigner(who) => Refusal::UnknownSigner(who.to_string()),
+            _ => Refusal::Signature,
+        })?;
     let Ok(IncidentMessage::Incident { incident }) = from_dag_cbor::<IncidentMessage>(payload)
     else {
         return Err(Refusal::Malformed);
@@ -468,12 +556,25 @@ impl RedbKnowledge {
             .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
     }
 
-    /// Up to `limit` incidents the document names that this store lacks.
+    /// Up to `limit` incidents the document names that this store lacks, less the entries
+    /// remembered as refused for good ([`RedbKnowledge::remember_refused`]).
     pub async fn wanted(&self, limit: usize) -> Result<Vec<Wanted>, KnowledgeError> {
         let (db, replica) = (self.db.clone(), self.replica.clone());
         tokio::task::spawn_blocking(move || replica.wanted(&db, limit))
             .await
             .map_err(|e| KnowledgeError::Storage(format!("CRDT task failed: {e}")))?
+    }
+
+    /// Remembers document entries whose envelope was refused for good
+    /// ([`Refusal::is_permanent`]), so that [`RedbKnowledge::wanted`] stops naming them (the
+    /// newest [`MAX_REFUSED`] are kept, in memory: a reopened store checks them once more).
+    pub fn remember_refused(&self, entries: &[Wanted]) {
+        self.replica.remember_refused(entries);
+    }
+
+    /// How many refused document entries are remembered.
+    pub fn refused_entries(&self) -> usize {
+        self.replica.refused()
     }
 
     /// Verifies a fetched envelope against what the document names (CID, ML-DSA-65

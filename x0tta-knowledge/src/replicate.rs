@@ -464,19 +464,23 @@ impl Replicator {
         for w in wanted {
             queue.entry(w.envelope).or_default().push(w);
         }
-        while !queue.is_empty() {
-            let cids: Vec<ContentId> = queue.keys().take(MAX_BLOCKS_PER_REQUEST).copied().collect();
-            let body =
-                to_dag_cbor(&BlockRequest { cids: cids.clone() }).map_err(KnowledgeError::from)?;
-            let reply = self
-                .transport
-                .request(peer, BLOCK_PROTOCOL, body, timeout)
-                .await?;
-            let r: BlockReply =
-                from_dag_cbor(&reply).map_err(|_| malformed(peer, "block reply"))?;
+        let next_cids = |queue: &BTreeMap<ContentId, Vec<Wanted>>| -> Vec<ContentId> {
+            queue.keys().take(MAX_BLOCKS_PER_REQUEST).copied().collect()
+        };
+        let first = next_cids(&queue);
+        if first.is_empty() {
+            return Ok(report);
+        }
+        let mut in_flight = Some((
+            first.clone(),
+            self.request_blocks(peer, first, timeout).await?,
+        ));
+        // Two stages: while one batch is verified and stored (on the blocking pool), the
+        // request for the next one is already on the wire.
+        while let Some((cids, reply)) = in_flight.take() {
             let mut progressed = false;
             let mut batch = Vec::new();
-            for block in r.blocks {
+            for block in reply.blocks {
                 let Some(ws) = queue.remove(&block.cid) else {
                     continue; // not asked for
                 };
@@ -490,23 +494,10 @@ impl Replicator {
                 report.refused += others.len();
                 if !others.is_empty() {
                     tracing::warn!(%peer, envelope = %block.cid, entries = others.len(), "document entries naming an envelope of another incident refused");
+                    self.store.remember_refused(&others);
                 }
                 if let Some(w) = genuine.into_iter().next() {
                     batch.push((w, block.bytes));
-                }
-            }
-            let names: Vec<ContentId> = batch.iter().map(|(w, _)| w.incident).collect();
-            let results = self
-                .store
-                .accept_envelopes(batch, self.verifier.clone())
-                .await?;
-            for (incident, r) in names.into_iter().zip(results) {
-                match r {
-                    Ok(_) => report.incidents_added += 1,
-                    Err(why) => {
-                        report.refused += 1;
-                        tracing::warn!(%peer, %incident, %why, "incident envelope refused");
-                    }
                 }
             }
             if !progressed {
@@ -515,8 +506,50 @@ impl Replicator {
                     report.missing += queue.remove(&cid).map_or(0, |ws| ws.len());
                 }
             }
+            // What a partial reply left out is asked for again.
+            let next = next_cids(&queue);
+            let request = async {
+                if next.is_empty() {
+                    return Ok(None);
+                }
+                let reply = self.request_blocks(peer, next.clone(), timeout).await?;
+                Ok::<_, ReplicationError>(Some((next, reply)))
+            };
+            let wanted: Vec<Wanted> = batch.iter().map(|(w, _)| w.clone()).collect();
+            let (stored, fetched) = tokio::join!(
+                self.store.accept_envelopes(batch, self.verifier.clone()),
+                request
+            );
+            for (w, r) in wanted.into_iter().zip(stored?) {
+                match r {
+                    Ok(_) => report.incidents_added += 1,
+                    Err(why) => {
+                        report.refused += 1;
+                        tracing::warn!(%peer, incident = %w.incident, %why, "incident envelope refused");
+                        if why.is_permanent() {
+                            self.store.remember_refused(std::slice::from_ref(&w));
+                        }
+                    }
+                }
+            }
+            in_flight = fetched?;
         }
         Ok(report)
+    }
+
+    /// One `/x0tta/block/1` request for `cids`.
+    async fn request_blocks(
+        &self,
+        peer: &NodeId,
+        cids: Vec<ContentId>,
+        timeout: Duration,
+    ) -> Result<BlockReply, ReplicationError> {
+        let body = to_dag_cbor(&BlockRequest { cids }).map_err(KnowledgeError::from)?;
+        let reply = self
+            .transport
+            .request(peer, BLOCK_PROTOCOL, body, timeout)
+            .await?;
+        from_dag_cbor(&reply).map_err(|_| malformed(peer, "block reply"))
     }
 }
 

@@ -99,6 +99,11 @@ impl TopK {
     }
 }
 
+thread_local! {
+    /// Per-thread BM25 accumulator, all zeros between searches (see [`TextIndex::search`]).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A document's (term id, frequency) pairs sorted by term id, and its length in words.
 type DocTerms = (Box<[(u32, u32)]>, u32);
 
@@ -258,25 +263,49 @@ impl TextIndex {
             })
             .collect();
         terms.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut rest: f32 = terms.iter().map(|t| t.1).sum();
         // Term at a time into a dense accumulator (a score of 0 means "not touched": every
         // weight is > 0). Once the terms left could add less than the k-th best partial score
         // (MaxScore), no untouched document can make the top k: the remaining terms are only
         // looked up in the candidates' own term lists, skipping their long postings (the
         // near-zero-idf words every incident has, like its severity).
-        let mut acc = vec![0.0f32; self.docs.len()];
-        let mut touched: Vec<u32> = Vec::new();
+        // The accumulator is this thread's scratch buffer, all zeros between searches: only
+        // the entries a search touched are cleared after it (a fresh 100,000-slot buffer per
+        // query cost more than small queries themselves). Taken out while in use, so a
+        // search that unwinds drops it instead of leaving it dirty.
+        let mut acc = SCRATCH.take();
+        acc.resize(self.docs.len(), 0.0);
+        let mut touched = Vec::new();
+        let top = self.accumulate(&mut acc, &mut touched, &terms, k, &accept, (norm_a, norm_b));
+        for slot in touched {
+            acc[slot as usize] = 0.0;
+        }
+        SCRATCH.set(acc);
+        top
+    }
+
+    /// The scoring loop of [`TextIndex::search`] over `terms` (rare first), into `acc` (all
+    /// zeros on entry); every entry it makes non-zero is listed in `touched`.
+    fn accumulate(
+        &self,
+        acc: &mut [f32],
+        touched: &mut Vec<u32>,
+        terms: &[(u32, f32)],
+        k: usize,
+        accept: &impl Fn(u32) -> bool,
+        norm: (f32, f32),
+    ) -> Vec<(u32, f32)> {
+        let (norm_a, norm_b) = norm;
+        let mut rest: f32 = terms.iter().map(|t| t.1).sum();
         let mut best = 0.0f32;
         // The last k-th best partial score computed: θ only grows, so a new attempt is worth
         // its O(touched) cost once `rest` has fallen below it. At most a few attempts: when
         // thousands of identical lines tie at θ, finishing them is no cheaper than the walk.
         let mut theta = 0.0f32;
         let mut attempts = 0;
-        let norm = (norm_a, norm_b);
         for (j, (id, w)) in terms.iter().enumerate() {
             if attempts < 3 && rest < best && (theta == 0.0 || rest < theta) {
                 attempts += 1;
-                match self.finish(&acc, &touched, &terms[j..], rest, k, &accept, norm) {
+                match self.finish(acc, touched, &terms[j..], rest, k, accept, norm) {
                     Finish::Done(top) => return top,
                     Finish::NotYet(t) => theta = t,
                 }
@@ -297,7 +326,7 @@ impl TextIndex {
             rest -= w;
         }
         let mut top = TopK::new(k);
-        for slot in touched {
+        for slot in touched.iter().copied() {
             let score = acc[slot as usize];
             if top.threshold().is_some_and(|t| score < t) {
                 continue;

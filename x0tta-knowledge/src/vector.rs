@@ -119,19 +119,71 @@ pub(crate) fn normalized(v: &[f32]) -> Option<Vec<f32>> {
     })
 }
 
-/// `1 − cosine` of unit vectors, clamped at 0 (hnsw_rs requires distances ≥ 0).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct UnitDot;
+/// A unit vector as the graph holds it: each component rounded to 8 bits against the
+/// vector's own largest one, followed by that scale (an `f32`, little-endian, in 4 bytes).
+/// A quarter of the memory a graph walk reads; [`Vectors`] keeps the full vectors, and
+/// searches re-rank the graph's candidates with them, so scores stay exact.
+pub(crate) fn quantize(unit: &[f32]) -> Vec<i8> {
+    let max = unit.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        0.0
+    };
+    let mut q = Vec::with_capacity(unit.len() + 4);
+    q.extend(unit.iter().map(|x| {
+        if scale > 0.0 {
+            (x / scale).round().clamp(-127.0, 127.0) as i8
+        } else {
+            0
+        }
+    }));
+    q.extend(scale.to_le_bytes().map(|b| b as i8));
+    q
+}
 
-impl Distance<f32> for UnitDot {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
+/// The components and the scale of a [`quantize`]d vector.
+fn unpack(q: &[i8]) -> (&[i8], f32) {
+    let (v, s) = q.split_at(q.len().saturating_sub(4));
+    let mut bytes = [0u8; 4];
+    for (b, x) in bytes.iter_mut().zip(s) {
+        *b = *x as u8;
+    }
+    (v, f32::from_le_bytes(bytes))
+}
+
+/// Dot product of 8-bit vectors in sixteen 32-bit lanes (vectorised by the compiler).
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
+        }
+    }
+    let mut s = acc.iter().sum::<i32>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += i32::from(*x) * i32::from(*y);
+    }
+    s
+}
+
+/// `1 − cosine` of two [`quantize`]d unit vectors, clamped at 0 (hnsw_rs requires
+/// distances ≥ 0).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct UnitDotI8;
+
+impl Distance<i8> for UnitDotI8 {
+    fn eval(&self, a: &[i8], b: &[i8]) -> f32 {
+        let ((va, sa), (vb, sb)) = (unpack(a), unpack(b));
+        (1.0 - sa * sb * dot_i8(va, vb) as f32).max(0.0)
     }
 }
 
-/// The graph: hnsw_rs over unit vectors, keyed by sequence number.
+/// The graph: hnsw_rs over [`quantize`]d unit vectors, keyed by sequence number.
 pub(crate) struct Graph {
-    hnsw: Hnsw<'static, f32, UnitDot>,
+    hnsw: Hnsw<'static, i8, UnitDotI8>,
     dim: usize,
 }
 
@@ -143,7 +195,7 @@ impl Graph {
                 capacity.max(1024),
                 16,
                 config.ef_construction,
-                UnitDot,
+                UnitDotI8,
             ),
             dim,
         }
@@ -151,7 +203,7 @@ impl Graph {
 
     /// Adds a unit vector (safe to call while other threads search).
     pub(crate) fn insert(&self, seq: u64, v: &[f32]) {
-        self.hnsw.insert_slice((v, seq as usize));
+        self.hnsw.insert_slice((&quantize(v), seq as usize));
     }
 
     pub(crate) fn points(&self) -> usize {
@@ -162,41 +214,42 @@ impl Graph {
         self.dim
     }
 
-    /// Up to `k` nearest points as (sequence, cosine), nearest first.
-    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+    /// Up to `k` nearest points to the unit vector `q`, nearest first, by their sequence
+    /// number (the ranking is the quantized one: callers re-rank with the full vectors).
+    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<u64> {
         if self.points() == 0 || q.len() != self.dim {
             return Vec::new();
         }
         self.hnsw
-            .search(q, k, ef.max(k))
+            .search(&quantize(q), k, ef.max(k))
             .into_iter()
-            .map(|n| (n.d_id as u64, 1.0 - n.distance))
+            .map(|n| n.d_id as u64)
             .collect()
     }
 
-    /// Up to `k` nearest points that `accept` lets through, nearest first (hnsw_rs's filtered
-    /// search: the walk goes on until it holds `ef` accepted points or runs out).
+    /// Up to `k` nearest points that `accept` lets through, as [`Graph::search`] (hnsw_rs's
+    /// filtered search: the walk goes on until it holds `ef` accepted points or runs out).
     pub(crate) fn search_filtered(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
         accept: &(dyn Fn(u64) -> bool + Sync),
-    ) -> Vec<(u64, f32)> {
+    ) -> Vec<u64> {
         if self.points() == 0 || q.len() != self.dim {
             return Vec::new();
         }
         let filter = |id: &usize| accept(*id as u64);
         self.hnsw
-            .search_filter(q, k, ef.max(k), Some(&filter))
+            .search_filter(&quantize(q), k, ef.max(k), Some(&filter))
             .into_iter()
-            .map(|n| (n.d_id as u64, 1.0 - n.distance))
+            .map(|n| n.d_id as u64)
             .collect()
     }
 
-    /// Every point as (sequence, unit vector). Only while nothing inserts (hnsw_rs's point
-    /// iterator re-takes a read lock, which a waiting writer would deadlock).
-    pub(crate) fn for_each_point(&self, mut f: impl FnMut(u64, &[f32])) {
+    /// Every point as (sequence, [`quantize`]d vector). Only while nothing inserts (hnsw_rs's
+    /// point iterator re-takes a read lock, which a waiting writer would deadlock).
+    pub(crate) fn for_each_point(&self, mut f: impl FnMut(u64, &[i8])) {
         if self.points() == 0 {
             return;
         }
@@ -397,7 +450,8 @@ pub(crate) fn sidecar_dir(db: &Path) -> PathBuf {
 }
 
 const MANIFEST: &str = "manifest";
-const FORMAT: &str = "x0tta-hnsw-1";
+/// Version 2: points are [`quantize`]d (version 1 graphs held `f32` points and are rebuilt).
+const FORMAT: &str = "x0tta-hnsw-2";
 
 fn platform() -> String {
     format!(
@@ -532,7 +586,7 @@ pub(crate) fn load(dir: &Path, dim: usize) -> Result<Option<Graph>, String> {
     let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &base)));
     let hnsw = catch_unwind(AssertUnwindSafe(move || {
         let io = io;
-        io.load_hnsw::<f32, UnitDot>()
+        io.load_hnsw::<i8, UnitDotI8>()
     }))
     .map_err(|p| format!("hnsw load panicked: {}", panic_text(&*p)))?
     .map_err(|e| format!("hnsw load: {e}"))?;
@@ -557,6 +611,40 @@ mod tests {
         assert_eq!(normalized(&[0.0, 0.0]), Some(vec![0.0, 0.0]));
         let u = normalized(&[3.0, 4.0]).unwrap_or_default();
         assert!((dot(&u, &u) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn quantized_cosine_is_close_to_the_exact_one() {
+        let a = normalized(
+            &(0..384)
+                .map(|i| ((i * 7) % 13) as f32 - 6.0)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        let b = normalized(
+            &(0..384)
+                .map(|i| ((i * 5) % 11) as f32 - 4.5)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        let (qa, qb) = (quantize(&a), quantize(&b));
+        assert_eq!(qa.len(), 388);
+        let approx = 1.0 - UnitDotI8.eval(&qa, &qb);
+        assert!(
+            (approx - dot(&a, &b)).abs() < 0.01,
+            "{approx} vs {}",
+            dot(&a, &b)
+        );
+        assert!(UnitDotI8.eval(&qa, &qa) < 0.01, "a point is next to itself");
+        let zero = quantize(&[0.0; 8]);
+        assert_eq!(
+            UnitDotI8.eval(&zero, &zero),
+            1.0,
+            "zero vectors are unrelated"
+        );
+        let odd: Vec<i8> = (0..37).map(|i| (i % 5) as i8 - 2).collect();
+        let naive: i32 = odd.iter().map(|x| i32::from(*x) * i32::from(*x)).sum();
+        assert_eq!(dot_i8(&odd, &odd), naive);
     }
 
     #[test]

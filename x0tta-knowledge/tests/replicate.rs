@@ -351,6 +351,18 @@ async fn byzantine_document_entries_are_refused() {
         "forged incident stored"
     );
     assert!(b.get(&phantom_id).await.unwrap().is_none());
+    // Both refusals are for good: remembered, not fetched and verified again.
+    assert_eq!(b.refused_entries(), 2);
+    assert!(
+        b.wanted(100).await.unwrap().is_empty(),
+        "refused entries still wanted"
+    );
+    let again = c.reps[1].sync(&nm, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (again.refused, again.block_bytes_received),
+        (0, 0),
+        "{again:?}"
+    );
     // mallory's genuine incident is replicated like anyone's.
     assert!(b.get(&own_id).await.unwrap().is_some());
     // a is cut off from b, yet its genuine incident reaches b through mallory: a relay can

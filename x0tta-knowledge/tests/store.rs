@@ -351,3 +351,78 @@ async fn search_filters_by_time_node_and_outcome() {
         Timestamp::from_millis(1_700_000_000_004)
     );
 }
+
+/// The CRDT log of the store at `dir`: deletes entry `seq`, as a log that lost a change would.
+fn drop_log_entry(dir: &std::path::Path, seq: u64) {
+    const LOG: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("crdt_log");
+    let db = redb::Database::open(dir.join("k.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.open_table(LOG).unwrap().remove(seq).unwrap().is_some());
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_missing_our_own_change_makes_the_store_write_under_a_new_client_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let store = open(dir.path(), 100);
+        let counter = store.crdt().counter("restarts");
+        counter.add(1).unwrap(); // log entry 0
+        counter.add(1).unwrap(); // log entry 1 builds on entry 0
+        store.crdt().client_id()
+    };
+    {
+        let store = open(dir.path(), 100);
+        assert_eq!(
+            store.crdt().client_id(),
+            first,
+            "an intact log keeps its id"
+        );
+    }
+    drop_log_entry(dir.path(), 0);
+    let store = open(dir.path(), 100);
+    let second = store.crdt().client_id();
+    assert_ne!(
+        second, first,
+        "our change that cannot integrate forces a new id"
+    );
+    store.crdt().counter("restarts").add(5).unwrap();
+    assert_eq!(store.crdt().counter("restarts").value(), 5);
+    drop(store);
+    let store = open(dir.path(), 100);
+    assert_eq!(store.crdt().client_id(), second, "the new id is kept");
+    assert_eq!(store.crdt().counter("restarts").value(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_database_writes_under_a_new_id_once_it_sees_its_twin() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    {
+        let a = open(da.path(), 100);
+        a.crdt().counter("c").add(1).unwrap();
+    }
+    std::fs::copy(da.path().join("k.redb"), db.path().join("k.redb")).unwrap();
+    let (a, b) = (open(da.path(), 100), open(db.path(), 100));
+    let twin = a.crdt().client_id();
+    assert_eq!(b.crdt().client_id(), twin, "a copy starts with the same id");
+    a.crdt().counter("c").add(1).unwrap();
+    // B receives A's change, written under the id B believes its own.
+    let diff = a.crdt().diff(&b.crdt().state_vector()).unwrap();
+    b.apply_update(diff).await.unwrap();
+    drop(b);
+    let b = open(db.path(), 100);
+    assert_ne!(b.crdt().client_id(), twin, "B reopens under a new id");
+    b.crdt().counter("c").add(3).unwrap();
+    let diff = b.crdt().diff(&a.crdt().state_vector()).unwrap();
+    a.apply_update(diff).await.unwrap();
+    assert_eq!(
+        a.crdt().counter("c").value(),
+        5,
+        "both replicas' changes count"
+    );
+    assert_eq!(
+        a.crdt().client_id(),
+        twin,
+        "A saw nothing under its id it had not written"
+    );
+}

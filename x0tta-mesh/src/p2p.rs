@@ -864,6 +864,19 @@ impl Driver {
             return;
         };
         let mut neighbours = self.swim.neighbours();
+        // Isolated peers stay listed (as the other transports do), so the loop can see that
+        // an isolation took effect.
+        for pid in self.swarm.behaviour().blocked.blocked_peers() {
+            neighbours.push(Neighbour {
+                id: node_id_of(pid),
+                addresses: Vec::new(),
+                rtt_ms: None,
+                loss: 0.0,
+                last_seen: x0tta_core::Timestamp::now(),
+                state: x0tta_core::PeerState::Isolated,
+                clock_offset_ms: None,
+            });
+        }
         for n in &mut neighbours {
             if let Ok(pid) = n.id.as_str().parse::<PeerId>()
                 && let Some(addrs) = self.addresses.get(&pid)
@@ -1174,6 +1187,7 @@ impl Driver {
                 if self.connected.contains_key(&peer) {
                     return Ok(CommandOutcome::AlreadyDone);
                 }
+                self.publish_state();
                 let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
@@ -1207,6 +1221,7 @@ impl Driver {
                 if !self.swarm.behaviour_mut().blocked.unblock_peer(peer) {
                     return Ok(CommandOutcome::AlreadyDone);
                 }
+                self.publish_state();
                 let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
                     .addresses(addrs)
