@@ -128,8 +128,10 @@ impl Dao {
         Ok(Self { inner })
     }
 
-    /// Submits a proposal in the seed's layout: checked, signed, counted here and gossiped.
-    pub async fn propose(&self, spec: ProposalSpec) -> Result<ProposalId, GovernanceError> {
+    /// Submits a proposal in the seed's layout: stamped with its opening time
+    /// ([`ProposalSpec::opened_at`]), checked, signed, counted here and gossiped.
+    pub async fn propose(&self, mut spec: ProposalSpec) -> Result<ProposalId, GovernanceError> {
+        spec.opened_at = Some(now_ms());
         let id = self
             .inner
             .ledger()
@@ -400,6 +402,7 @@ impl Governance for Dao {
             } else {
                 Track::Standard
             },
+            opened_at: None, // stamped by `propose`
         };
         self.propose(spec).await
     }

@@ -34,6 +34,10 @@ pub struct DaoPolicy {
     pub proposal_fee: u64,
     /// Share of stake an equivocator loses.
     pub slash_fraction: f64,
+    /// How long a proposal may take to reach a node: one whose signed opening time is older
+    /// than this plus the clock skew is refused (a creator cannot backdate it to skip the
+    /// discussion).
+    pub max_propagation: Duration,
 }
 
 impl Default for DaoPolicy {
@@ -48,6 +52,7 @@ impl Default for DaoPolicy {
             clock_skew: Duration::from_secs(5),
             proposal_fee: 1,
             slash_fraction: 0.5,
+            max_propagation: Duration::from_secs(10),
         }
     }
 }
@@ -276,6 +281,19 @@ impl<V: Verifier> Ledger<V> {
         now: u64,
     ) -> Result<ContentId, ProposalError> {
         spec.apply_to(live)?; // refuses stale, unknown or out-of-range changes now
+        let skew = ms(self.policy.clock_skew);
+        let opened_at = match spec.opened_at {
+            None => now,
+            Some(t)
+                if t <= now.saturating_add(skew)
+                    && t.saturating_add(skew)
+                        .saturating_add(ms(self.policy.max_propagation))
+                        >= now =>
+            {
+                t
+            }
+            Some(t) => return Err(ProposalError::OpenedAt { opened_at: t, now }),
+        };
         let fee = self.policy.proposal_fee;
         let credits = self.credits(&spec.creator);
         if credits < fee {
@@ -294,7 +312,7 @@ impl<V: Verifier> Ledger<V> {
             id,
             Entry {
                 spec,
-                opened_at: now,
+                opened_at,
                 seen: BTreeMap::new(),
                 equivocators: BTreeMap::new(),
                 closed: None,

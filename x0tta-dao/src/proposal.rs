@@ -50,6 +50,13 @@ pub struct ProposalSpec {
     /// Voting track.
     #[serde(default = "standard")]
     pub track: Track,
+    /// When its creator put it to the mesh, ms since the epoch: set by
+    /// [`Dao::propose`](crate::Dao::propose) and signed with the proposal, so every node times
+    /// the discussion and voting periods from the same instant, however late gossip brought
+    /// it. Not written in YAML files; absent, a node times the periods from when it received
+    /// the proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<u64>,
 }
 
 fn standard() -> Track {
@@ -91,6 +98,15 @@ pub enum ProposalError {
     /// The proposal changes nothing, or one parameter twice.
     #[error("invalid proposal: {0}")]
     Invalid(String),
+    /// The creator says it opened the proposal too far from this node's clock (ahead by more
+    /// than the clock-skew tolerance, or behind by more than that plus the propagation bound).
+    #[error("opened at {opened_at} ms, outside the window this node accepts at {now} ms")]
+    OpenedAt {
+        /// The creator's claim.
+        opened_at: u64,
+        /// This node's clock.
+        now: u64,
+    },
     /// The creator cannot pay the proposal fee.
     #[error("the creator has {credits} credits; the proposal fee is {fee}")]
     InsufficientCredits {

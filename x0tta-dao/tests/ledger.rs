@@ -254,3 +254,33 @@ fn forged_late_over_budget_and_equivocating_votes() {
         "100 of 350 stake is under the emergency quorum"
     );
 }
+
+#[test]
+fn every_node_times_a_proposal_from_its_signed_opening() {
+    let mut w = world(3);
+    let mut spec = ProposalSpec::from_yaml(SEED_PROPOSAL, "p.yaml").unwrap();
+    let opened = 100 * H;
+    spec.opened_at = Some(opened);
+    // Received 3 s after it opened (within the propagation bound): timed from the opening.
+    let id = w
+        .ledger
+        .submit(spec.clone(), &live_policy(), opened + 3_000)
+        .unwrap();
+    assert_eq!(
+        w.ledger.phase(&id, opened + 24 * H - 1),
+        Some(Phase::Discussion)
+    );
+    assert_eq!(w.ledger.phase(&id, opened + 24 * H), Some(Phase::Voting));
+    // A creator cannot backdate its proposal past the discussion, nor open it in the future.
+    let mut other = world(3);
+    for (claimed, now) in [(opened - 24 * H, opened), (opened + 60_000, opened)] {
+        spec.opened_at = Some(claimed);
+        assert_eq!(
+            other.ledger.submit(spec.clone(), &live_policy(), now),
+            Err(ProposalError::OpenedAt {
+                opened_at: claimed,
+                now
+            })
+        );
+    }
+}
