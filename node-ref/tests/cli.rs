@@ -102,7 +102,7 @@ fn init_writes_a_usable_node_directory() {
     );
     assert_eq!(
         std::fs::read_dir(dir.path().join("plans")).unwrap().count(),
-        3
+        4
     );
 
     let again = x0tta(&["init", "--config", cfg_s]);
