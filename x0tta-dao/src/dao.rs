@@ -462,12 +462,22 @@ impl Governance for Dao {
         else {
             return Ok(None);
         };
-        let phase = match (ledger.outcome(id), ledger.phase(id, now_ms())) {
-            (Some(o), _) if o.tally.passed => CorePhase::Executed,
-            (Some(_), _) => CorePhase::Rejected,
-            (None, Some(Phase::Discussion)) => CorePhase::Discussion,
-            (None, Some(Phase::Voting)) => CorePhase::Voting,
-            (None, _) => CorePhase::Tallied,
+        // A final tally (> 2/3 of the stake attested it) decides, even before this node's own
+        // close has run.
+        let phase = match (
+            ledger.finality(id),
+            ledger.outcome(id),
+            ledger.phase(id, now_ms()),
+        ) {
+            (Some(f), _, _) if f.passed => CorePhase::Executed,
+            (Some(_), _, _) => CorePhase::Rejected,
+            (None, o, p) => match (o, p) {
+                (Some(o), _) if o.tally.passed => CorePhase::Executed,
+                (Some(_), _) => CorePhase::Rejected,
+                (None, Some(Phase::Discussion)) => CorePhase::Discussion,
+                (None, Some(Phase::Voting)) => CorePhase::Voting,
+                (None, _) => CorePhase::Tallied,
+            },
         };
         Ok(Some(ProposalState {
             proposal: Proposal {
