@@ -101,6 +101,8 @@ pub(crate) struct Replica {
     signer: RwLock<Option<Arc<dyn Signer>>>,
     /// Entries refused for good, newest last ([`MAX_REFUSED`]).
     refused: Mutex<LruCache<Wanted, ()>>,
+    /// A peer wrote under our client id; the next id is already stored (drawn once).
+    collided: std::sync::atomic::AtomicBool,
     outbox: Arc<Mutex<Option<mpsc::Sender<Vec<u8>>>>>,
 }
 
@@ -248,6 +250,7 @@ impl Replica {
             applying: Mutex::new(()),
             signer: RwLock::new(None),
             refused: Mutex::new(LruCache::new(MAX_REFUSED)),
+            collided: std::sync::atomic::AtomicBool::new(false),
             outbox,
         })
     }
@@ -356,7 +359,11 @@ impl Replica {
                 .map_err(|e| KnowledgeError::Invalid(format!("CRDT update: {e}")))?;
         }
         append(db, &[update])?;
-        if clock() != before {
+        if clock() != before
+            && !self
+                .collided
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             // Someone else writes under our id (a copied database, or a log that lost our
             // latest changes): the next open writes under a new one.
             let new = fresh_client(db)?;
