@@ -112,5 +112,5 @@ pub use signing::{
 };
 pub use transport::{
     CommandOutcome, GossipMessage, InboundRequest, MAX_MESSAGE_BYTES, MeshCommand, MeshEvent,
-    MeshEvents, PublishOutcome, Subscription, Transport, TransportError, topics,
+    MeshEvents, PublishOutcome, Subscription, Transport, TransportError, protocols, topics,
 };

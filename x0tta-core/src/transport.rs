@@ -28,6 +28,20 @@ pub mod topics {
     pub const ALL: [&str; 7] = [INCIDENTS, VOTES, PROPOSALS, POLICY, CRDT, EVIDENCE, FL];
 }
 
+/// Request-response protocols of DESIGN §6: every transport that serves requests knows these
+/// names ([`Transport::serve`], [`Transport::request`]).
+pub mod protocols {
+    /// Knowledge anti-entropy: CRDT state-vector sync.
+    pub const SYNC: &str = "/x0tta/sync/1";
+    /// Knowledge blocks: records fetched by CID.
+    pub const BLOCK: &str = "/x0tta/block/1";
+    /// Governance anti-entropy: signed proposals, votes, tally attestations and evidence a
+    /// peer lacks.
+    pub const GOV: &str = "/x0tta/gov/1";
+    /// Every protocol above.
+    pub const ALL: [&str; 3] = [SYNC, BLOCK, GOV];
+}
+
 /// Largest payload a transport must accept on a topic or in a request, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 

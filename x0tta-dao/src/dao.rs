@@ -8,23 +8,29 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{broadcast, mpsc};
 use x0tta_core::{
-    ContentId, Decision, Envelope, Governance, GovernanceError, NodeId, Phase as CorePhase,
-    PolicyHandle, Proposal, ProposalId, ProposalState, Signer, Timestamp, Transport, Verifier,
-    Vote, VoteOutcome, VoteRefusal, contexts, from_dag_cbor, to_dag_cbor, topics,
+    ContentId, Decision, Envelope, Governance, GovernanceError, InboundRequest, NodeId, PeerState,
+    Phase as CorePhase, PolicyHandle, Proposal, ProposalId, ProposalState, Signer, Timestamp,
+    Transport, TransportError, Verifier, Vote, VoteOutcome, VoteRefusal, contexts, from_dag_cbor,
+    to_dag_cbor, topics,
 };
 
 use crate::{
     AttestationResult, ByzantineDetector, Change, DaoPolicy, Equivocation, EvidenceResult,
-    FinalTally, Ledger, Offence, PARAMETERS, Phase, ProposalSpec, Refusal, SignedAttestation,
-    TallyAttestation, Track, VoteBody, VoteResult, sign_attestation, sign_vote,
+    FinalTally, GOV_PROTOCOL, GovDelta, GovDigest, Ledger, Offence, PARAMETERS, Phase,
+    ProposalError, ProposalSpec, REPLY_BUDGET, Refusal, SignedAttestation, TallyAttestation, Track,
+    VoteBody, VoteResult, sign_attestation, sign_vote,
 };
 
 /// Capacity of the decisions channel; slow receivers lose the oldest.
 pub const DECISION_CAPACITY: usize = 64;
 /// How often open proposals are checked for their deadline.
 pub const CLOSE_CHECK: Duration = Duration::from_millis(50);
+/// Anti-entropy rounds one sync may chain while the peer says it has more.
+pub const MAX_SYNC_ROUNDS: usize = 16;
 
 struct Inner {
     me: NodeId,
@@ -36,6 +42,7 @@ struct Inner {
     revisions: Mutex<BTreeMap<ContentId, u32>>,
     announced: Mutex<BTreeSet<ContentId>>,
     byzantine: ByzantineDetector,
+    sync_interval: Duration,
 }
 
 /// Governance of one node. Cheap to clone; background work stops when the transport closes
@@ -82,6 +89,11 @@ impl Dao {
             .subscribe(topics::EVIDENCE)
             .await
             .map_err(|e| StartError(e.to_string()))?;
+        let served = transport
+            .serve(GOV_PROTOCOL)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        let sync_interval = policy.sync_interval;
         let inner = Arc::new(Inner {
             me: signer.node_id().clone(),
             signer,
@@ -92,30 +104,49 @@ impl Dao {
             revisions: Mutex::default(),
             announced: Mutex::default(),
             byzantine: ByzantineDetector::new(),
+            sync_interval,
         });
+        tokio::spawn(serve_sync(Arc::downgrade(&inner), served));
+        tokio::spawn(pull_loop(Arc::downgrade(&inner)));
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CLOSE_CHECK);
             loop {
                 tokio::select! {
                     m = proposals.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => inner.on_proposal(&m.payload),
+                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
+                            Ok(env) => {
+                                inner.on_proposal(&env, &[]);
+                            }
+                            Err(_) => tracing::warn!("malformed proposal refused"),
+                        },
                         _ => break,
                     },
                     m = votes.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => {
-                            if let Some(VoteResult::Equivocation(ev)) = inner.on_vote(&m.payload) {
-                                inner.publish_evidence(&ev).await;
+                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
+                            Ok(env) => {
+                                inner.on_vote(&env).await;
                             }
-                        }
+                            Err(_) => tracing::warn!("malformed vote refused"),
+                        },
                         _ => break,
                     },
                     m = evidence.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => inner.on_evidence(&m.payload),
+                        (Some(m), Some(inner)) => match from_dag_cbor::<Equivocation>(&m.payload) {
+                            Ok(ev) => {
+                                inner.on_evidence(&ev);
+                            }
+                            Err(_) => tracing::warn!("malformed evidence refused"),
+                        },
                         _ => break,
                     },
                     m = attestations.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => inner.on_attestation(&m.payload),
+                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
+                            Ok(env) => {
+                                inner.on_attestation(&env);
+                            }
+                            Err(_) => tracing::warn!("malformed tally attestation refused"),
+                        },
                         _ => break,
                     },
                     _ = tick.tick() => match weak.upgrade() {
@@ -132,16 +163,24 @@ impl Dao {
     /// ([`ProposalSpec::opened_at`]), checked, signed, counted here and gossiped.
     pub async fn propose(&self, mut spec: ProposalSpec) -> Result<ProposalId, GovernanceError> {
         spec.opened_at = Some(now_ms());
-        let id = self
-            .inner
-            .ledger()
-            .submit(spec.clone(), &self.inner.live.current(), now_ms())
-            .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
         let bytes = to_dag_cbor(&spec).map_err(|e| GovernanceError::Other(e.to_string()))?;
         let env = Envelope::seal(self.inner.signer.as_ref(), contexts::PROPOSAL, bytes)
             .map_err(|e| GovernanceError::Other(e.to_string()))?;
+        let id = self
+            .inner
+            .ledger()
+            .submit_signed(&env, &self.inner.live.current(), now_ms())
+            .map_err(|e| GovernanceError::Invalid(e.to_string()))?;
         self.inner.publish(topics::PROPOSALS, &env).await;
         Ok(id)
+    }
+
+    /// One anti-entropy exchange with `peer` over `/x0tta/gov/1`: sends what this node holds,
+    /// verifies and counts what the peer sends back (chaining up to [`MAX_SYNC_ROUNDS`] rounds
+    /// while it has more). Returns the signed items taken. Runs on its own every
+    /// [`DaoPolicy::sync_interval`] with a random live neighbour; call it to sync at once.
+    pub async fn sync_with(&self, peer: &NodeId) -> Result<usize, TransportError> {
+        self.inner.sync_with(peer).await
     }
 
     /// A voter's stake as this node's ledger sees it (after any slashing).
@@ -209,45 +248,56 @@ impl Inner {
         }
     }
 
-    fn on_proposal(&self, payload: &[u8]) {
-        let Ok(env) = from_dag_cbor::<Envelope>(payload) else {
-            return;
-        };
-        // Verify the creator's signature before looking at the content.
-        let verified = {
-            let ledger = self.ledger();
-            env.open(ledger.verifier(), contexts::PROPOSAL)
-                .map(<[u8]>::to_vec)
-        };
-        let Ok(bytes) = verified else {
-            tracing::warn!(signer = %env.signature.signer, "forged proposal refused");
-            return;
-        };
-        let Ok(spec) = from_dag_cbor::<ProposalSpec>(&bytes) else {
-            return;
-        };
-        if spec.creator != env.signature.signer {
-            tracing::warn!(signer = %env.signature.signer, "proposal signed by someone else than its creator refused");
-            return;
-        }
-        if let Err(e) = self.ledger().submit(spec, &self.live.current(), now_ms()) {
-            tracing::info!(%e, "proposal refused");
+    /// A signed proposal from gossip or a sync. One opened too long ago to vote on is taken
+    /// if `attestations` prove it final, and its decision announced.
+    fn on_proposal(&self, env: &Envelope, attestations: &[SignedAttestation]) -> bool {
+        let live = self.live.current();
+        let r = self.ledger().submit_signed(env, &live, now_ms());
+        match r {
+            Ok(_) => true,
+            Err(ProposalError::OpenedAt { .. }) if !attestations.is_empty() => {
+                let r = self.ledger().admit_final(env, attestations, &live);
+                match r {
+                    Ok(f) => {
+                        tracing::info!(proposal = %f.proposal, passed = f.passed, "late proposal taken with its final tally");
+                        self.announce(&f);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!(%e, "late proposal refused");
+                        false
+                    }
+                }
+            }
+            Err(e @ ProposalError::Forged(_)) => {
+                tracing::warn!(signer = %env.signature.signer, %e, "proposal refused");
+                false
+            }
+            Err(e) => {
+                tracing::info!(%e, "proposal refused");
+                false
+            }
         }
     }
 
-    fn on_vote(&self, payload: &[u8]) -> Option<VoteResult> {
-        let env = from_dag_cbor::<Envelope>(payload).ok()?;
-        let r = self.ledger().vote(&env, now_ms());
-        if let VoteResult::Equivocation(ev) = &r {
-            tracing::warn!(voter = %ev.voter, "equivocation: stake slashed");
-            self.byzantine.report(
-                ev.voter.clone(),
-                Offence::VoteEquivocation {
-                    proposal: ev.proposal,
-                },
-            );
+    /// A signed vote from gossip or a sync; proof of equivocation is gossiped on.
+    async fn on_vote(&self, env: &Envelope) -> bool {
+        let r = self.ledger().vote(env, now_ms());
+        match r {
+            VoteResult::Counted { .. } => true,
+            VoteResult::Equivocation(ev) => {
+                tracing::warn!(voter = %ev.voter, "equivocation: stake slashed");
+                self.byzantine.report(
+                    ev.voter.clone(),
+                    Offence::VoteEquivocation {
+                        proposal: ev.proposal,
+                    },
+                );
+                self.publish_evidence(&ev).await;
+                true
+            }
+            _ => false,
         }
-        Some(r)
     }
 
     /// Gossips proof of equivocation, so nodes that saw only one of the votes slash too.
@@ -262,12 +312,9 @@ impl Inner {
         }
     }
 
-    fn on_evidence(&self, payload: &[u8]) {
-        let Ok(ev) = from_dag_cbor::<Equivocation>(payload) else {
-            tracing::warn!("malformed evidence refused");
-            return;
-        };
-        match self.ledger().accept_evidence(&ev) {
+    fn on_evidence(&self, ev: &Equivocation) -> bool {
+        let r = self.ledger().accept_evidence(ev);
+        match r {
             EvidenceResult::Slashed => {
                 tracing::warn!(voter = %ev.voter, proposal = %ev.proposal, "equivocation proven by gossiped evidence: stake slashed");
                 self.byzantine.report(
@@ -282,15 +329,17 @@ impl Inner {
             }
             _ => {}
         }
+        r == EvidenceResult::Slashed
     }
 
-    fn on_attestation(&self, payload: &[u8]) {
-        let Ok(env) = from_dag_cbor::<Envelope>(payload) else {
-            return;
-        };
-        let r = self.ledger().attest(&env);
+    fn on_attestation(&self, env: &Envelope) -> bool {
+        let r = self.ledger().attest(env);
         match r {
-            AttestationResult::Counted(Some(f)) => self.announce(&f),
+            AttestationResult::Counted(Some(f)) => {
+                self.announce(&f);
+                return true;
+            }
+            AttestationResult::Counted(None) => return true,
             AttestationResult::Equivocation(proof) => {
                 tracing::warn!(
                     attester = %env.signature.signer,
@@ -312,6 +361,75 @@ impl Inner {
             ),
             _ => {}
         }
+        false
+    }
+
+    async fn sync_with(&self, peer: &NodeId) -> Result<usize, TransportError> {
+        let mut taken = 0;
+        for _ in 0..MAX_SYNC_ROUNDS {
+            let salt = SmallRng::seed_from_u64(now_ms() ^ self.seed()).random();
+            let digest = self.ledger().digest(salt);
+            let request = to_dag_cbor(&digest).map_err(|e| TransportError::Other(e.to_string()))?;
+            let timeout = self.sync_interval.max(Duration::from_secs(1));
+            let reply = self
+                .transport
+                .request(peer, GOV_PROTOCOL, request, timeout)
+                .await?;
+            let delta: GovDelta = from_dag_cbor(&reply).map_err(|e| {
+                TransportError::Other(format!("malformed /x0tta/gov/1 reply from {peer}: {e}"))
+            })?;
+            taken += self.take(&delta).await;
+            if !delta.more || delta.is_empty() {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Counts a peer's delta as if it had come by gossip: proposals first, then votes,
+    /// evidence and attestations. Returns the items taken.
+    async fn take(&self, delta: &GovDelta) -> usize {
+        let mut taken = 0;
+        for p in &delta.proposals {
+            taken += usize::from(self.on_proposal(p, &delta.attestations));
+        }
+        for v in &delta.votes {
+            taken += usize::from(self.on_vote(v).await);
+        }
+        for ev in &delta.evidence {
+            taken += usize::from(self.on_evidence(ev));
+        }
+        for a in &delta.attestations {
+            taken += usize::from(self.on_attestation(a));
+        }
+        taken
+    }
+
+    /// A per-node seed for salts and peer choice (mixed with the clock at each use).
+    fn seed(&self) -> u64 {
+        self.me
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+    }
+
+    /// A random live neighbour, if any.
+    async fn pick_peer(&self) -> Option<NodeId> {
+        let live: Vec<NodeId> = self
+            .transport
+            .neighbours()
+            .await
+            .into_iter()
+            .filter(|n| n.state == PeerState::Up && n.id != self.me)
+            .map(|n| n.id)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let i = SmallRng::seed_from_u64(now_ms() ^ self.seed()).random_range(0..live.len());
+        live.into_iter().nth(i)
     }
 
     /// Closes what is due; for each newly closed proposal (the ledger closes each once),
@@ -500,5 +618,47 @@ impl Governance for Dao {
 
     fn decisions(&self) -> broadcast::Receiver<Decision> {
         self.inner.decisions.subscribe()
+    }
+}
+
+/// Answers `/x0tta/gov/1` requests with what the requester lacks, until the transport closes
+/// the server or the node's governance is dropped.
+async fn serve_sync(inner: std::sync::Weak<Inner>, mut served: mpsc::Receiver<InboundRequest>) {
+    while let Some(req) = served.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        let reply = match from_dag_cbor::<GovDigest>(&req.payload) {
+            Ok(digest) => {
+                let delta = inner.ledger().delta(&digest, REPLY_BUDGET);
+                to_dag_cbor(&delta).unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::warn!(from = %req.from, %e, "malformed /x0tta/gov/1 request");
+                Vec::new()
+            }
+        };
+        req.respond(reply);
+    }
+}
+
+/// Every `sync_interval`, one anti-entropy exchange with a random live neighbour.
+async fn pull_loop(inner: std::sync::Weak<Inner>) {
+    let period = match inner.upgrade() {
+        Some(i) => i.sync_interval.max(Duration::from_millis(10)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { break };
+        let Some(peer) = inner.pick_peer().await else {
+            continue;
+        };
+        match inner.sync_with(&peer).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(%peer, items = n, "governance items taken by anti-entropy"),
+            Err(TransportError::Closed) => break,
+            Err(e) => tracing::debug!(%peer, %e, "governance anti-entropy failed"),
+        }
     }
 }

@@ -136,6 +136,27 @@ pub(crate) struct Attestations {
     finalized: Option<FinalTally>,
 }
 
+impl Attestations {
+    /// Every counted signed attestation.
+    pub(crate) fn signed(&self) -> impl Iterator<Item = &SignedAttestation> {
+        self.by.values().map(|(_, signed)| signed)
+    }
+
+    /// The tally attested by the most stake, with that stake.
+    fn leading(&self, stakes: &BTreeMap<NodeId, u64>) -> Option<(TallyKey, u64)> {
+        let mut by_key: BTreeMap<TallyKey, u64> = BTreeMap::new();
+        for (attester, (a, _)) in &self.by {
+            *by_key.entry(a.key()).or_default() += stakes.get(attester).copied().unwrap_or(0);
+        }
+        by_key.into_iter().max_by_key(|(_, s)| *s)
+    }
+
+    /// The largest stake that attests one tally.
+    pub(crate) fn stake_by_tally(&self, stakes: &BTreeMap<NodeId, u64>) -> u64 {
+        self.leading(stakes).map_or(0, |(_, s)| s)
+    }
+}
+
 impl<V: Verifier> Ledger<V> {
     /// Counts a signed attestation: verified first (signature under [`contexts::TALLY`],
     /// signer = attester, a known proposal, an attester with stake). Returns the final tally
@@ -213,11 +234,7 @@ impl<V: Verifier> Ledger<V> {
         if let Some(done) = &e.attestations.finalized {
             return Some(done.clone());
         }
-        let mut by_key: BTreeMap<TallyKey, u64> = BTreeMap::new();
-        for (attester, (a, _)) in &e.attestations.by {
-            *by_key.entry(a.key()).or_default() += stakes.get(attester).copied().unwrap_or(0);
-        }
-        let (key, stake) = by_key.into_iter().max_by_key(|(_, s)| *s)?;
+        let (key, stake) = e.attestations.leading(stakes)?;
         // More than 2/3: 3·stake > 2·total, in integers.
         if u128::from(stake) * 3 <= u128::from(total) * 2 {
             return None;

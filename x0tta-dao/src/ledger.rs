@@ -38,6 +38,10 @@ pub struct DaoPolicy {
     /// than this plus the clock skew is refused (a creator cannot backdate it to skip the
     /// discussion).
     pub max_propagation: Duration,
+    /// How often a node asks one live neighbour for the signed governance items it lacks
+    /// (anti-entropy over `/x0tta/gov/1`; repairs dropped gossip and brings late joiners up
+    /// to date).
+    pub sync_interval: Duration,
 }
 
 impl Default for DaoPolicy {
@@ -53,6 +57,7 @@ impl Default for DaoPolicy {
             proposal_fee: 1,
             slash_fraction: 0.5,
             max_propagation: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -202,11 +207,13 @@ pub struct Outcome {
 
 pub(crate) struct Entry {
     pub(crate) spec: ProposalSpec,
-    opened_at: u64,
+    /// The creator's signed envelope, when it came signed (served to peers that lack it).
+    pub(crate) signed: Option<Envelope>,
+    pub(crate) opened_at: u64,
     /// Every valid vote seen, per voter and revision: the highest revision counts. Keeping
     /// them all makes equivocation detectable whatever the arrival order.
-    seen: BTreeMap<NodeId, BTreeMap<u32, (VoteBody, SignedVote)>>,
-    equivocators: BTreeMap<NodeId, Equivocation>,
+    pub(crate) seen: BTreeMap<NodeId, BTreeMap<u32, (VoteBody, SignedVote)>>,
+    pub(crate) equivocators: BTreeMap<NodeId, Equivocation>,
     pub(crate) closed: Option<Outcome>,
     /// Tally attestations (finality), per attester.
     pub(crate) attestations: crate::finality::Attestations,
@@ -257,6 +264,11 @@ impl<V: Verifier> Ledger<V> {
         }
     }
 
+    /// The governance settings.
+    pub fn policy(&self) -> &DaoPolicy {
+        &self.policy
+    }
+
     /// The verifier votes and proposals are checked with.
     pub fn verifier(&self) -> &V {
         &self.verifier
@@ -303,15 +315,31 @@ impl<V: Verifier> Ledger<V> {
         if self.proposals.contains_key(&id) {
             return Ok(id); // the same proposal again (gossip duplicate)
         }
+        self.charge_fee(&spec.creator);
+        self.insert_entry(id, spec, opened_at, live.clone());
+        Ok(id)
+    }
+
+    pub(crate) fn charge_fee(&mut self, creator: &NodeId) {
         *self
             .credits_spent_on_fees
-            .entry(spec.creator.clone())
-            .or_default() += fee;
-        self.base_policy.insert(id, live.clone());
+            .entry(creator.clone())
+            .or_default() += self.policy.proposal_fee;
+    }
+
+    pub(crate) fn insert_entry(
+        &mut self,
+        id: ContentId,
+        spec: ProposalSpec,
+        opened_at: u64,
+        base: Policy,
+    ) {
+        self.base_policy.insert(id, base);
         self.proposals.insert(
             id,
             Entry {
                 spec,
+                signed: None,
                 opened_at,
                 seen: BTreeMap::new(),
                 equivocators: BTreeMap::new(),
@@ -319,7 +347,11 @@ impl<V: Verifier> Ledger<V> {
                 attestations: Default::default(),
             },
         );
-        Ok(id)
+    }
+
+    pub(crate) fn remove_entry(&mut self, id: &ContentId) {
+        self.base_policy.remove(id);
+        self.proposals.remove(id);
     }
 
     fn window(&self, e: &Entry) -> (u64, u64) {

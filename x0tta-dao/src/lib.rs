@@ -43,9 +43,10 @@ mod dao;
 mod finality;
 mod ledger;
 mod proposal;
+mod sync;
 
 pub use byzantine::{ByzantineDetector, Offence};
-pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, StartError};
+pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, MAX_SYNC_ROUNDS, StartError};
 pub use finality::{
     AttestationRefusal, AttestationResult, FinalTally, SignedAttestation, TallyAttestation,
     sign_attestation,
@@ -55,3 +56,4 @@ pub use ledger::{
     VoteBody, VoteResult, sign_vote, verify_evidence,
 };
 pub use proposal::{Change, PARAMETERS, Parameter, ProposalError, ProposalSpec, Track};
+pub use sync::{GOV_PROTOCOL, GovDelta, GovDigest, Held, MAX_LISTED, REPLY_BUDGET};

@@ -107,6 +107,19 @@ pub enum ProposalError {
         /// This node's clock.
         now: u64,
     },
+    /// The signed proposal does not verify, or its signer is not its creator.
+    #[error("forged proposal: {0}")]
+    Forged(String),
+    /// A proposal opened too long ago to vote on here, without proof that it is final.
+    #[error(
+        "opened too long ago to vote on here, and not proven final: attestations agreeing on one tally come from {attesting_stake} of {total_stake} stake (more than 2/3 needed)"
+    )]
+    Unproven {
+        /// The largest stake attesting one tally.
+        attesting_stake: u64,
+        /// All stake.
+        total_stake: u64,
+    },
     /// The creator cannot pay the proposal fee.
     #[error("the creator has {credits} credits; the proposal fee is {fee}")]
     InsufficientCredits {

@@ -31,9 +31,9 @@ use x0tta_core::{
 use crate::{BlockSource, RedbKnowledge, Wanted};
 
 /// The request-response protocol of anti-entropy.
-pub const SYNC_PROTOCOL: &str = "/x0tta/sync/1";
+pub const SYNC_PROTOCOL: &str = x0tta_core::protocols::SYNC;
 /// The request-response protocol that serves blocks by CID.
-pub const BLOCK_PROTOCOL: &str = "/x0tta/block/1";
+pub const BLOCK_PROTOCOL: &str = x0tta_core::protocols::BLOCK;
 /// Largest piece of a sync diff one reply carries.
 pub const SYNC_CHUNK: usize = 512 * 1024;
 /// Largest document diff one sync accepts (a peer announcing more is refused as malformed;

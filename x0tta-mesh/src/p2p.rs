@@ -1,7 +1,7 @@
 //! The libp2p [`Transport`] (feature `libp2p`): TCP with the `/x0tta/pq/1.0.0` security
 //! upgrade and yamux; identify, Kademlia, mDNS (switchable), gossipsub on the `x0tta/*`
-//! topics, request-response `/x0tta/sync/1` and `/x0tta/block/1`, SWIM failure detection
-//! over `/x0tta/swim/1`, connection limits and isolation (block list).
+//! topics, request-response `/x0tta/sync/1`, `/x0tta/block/1` and `/x0tta/gov/1`, SWIM
+//! failure detection over `/x0tta/swim/1`, connection limits and isolation (block list).
 //!
 //! One task owns the Swarm; [`P2pTransport`] handles talk to it through a bounded command
 //! queue. Every queue is bounded: a full subscriber loses new messages (counted), a full
@@ -38,9 +38,11 @@ use x0tta_pqc::{KeyRing, NodeIdentity, node_id_of};
 use crate::swim::{Swim, SwimConfig, SwimMessage, SwimOutput};
 
 /// Request-response protocol for CRDT state-vector sync.
-pub const SYNC_PROTOCOL: &str = "/x0tta/sync/1";
+pub const SYNC_PROTOCOL: &str = x0tta_core::protocols::SYNC;
 /// Request-response protocol fetching a record by CID.
-pub const BLOCK_PROTOCOL: &str = "/x0tta/block/1";
+pub const BLOCK_PROTOCOL: &str = x0tta_core::protocols::BLOCK;
+/// Request-response protocol of governance anti-entropy.
+pub const GOV_PROTOCOL: &str = x0tta_core::protocols::GOV;
 /// SWIM probes.
 pub const SWIM_PROTOCOL: &str = "/x0tta/swim/1";
 /// Gossip topic of node heartbeats: presence and gossip latency telemetry (not used for
@@ -259,6 +261,7 @@ struct Behaviour {
     swim: request_response::Behaviour<BytesCodec>,
     sync: request_response::Behaviour<BytesCodec>,
     block: request_response::Behaviour<BytesCodec>,
+    gov: request_response::Behaviour<BytesCodec>,
 }
 
 /// Length-prefixed byte messages with a size bound.
@@ -372,6 +375,7 @@ enum Command {
 enum Rpc {
     Sync,
     Block,
+    Gov,
 }
 
 impl Rpc {
@@ -379,7 +383,24 @@ impl Rpc {
         match protocol {
             SYNC_PROTOCOL => Some(Rpc::Sync),
             BLOCK_PROTOCOL => Some(Rpc::Block),
+            GOV_PROTOCOL => Some(Rpc::Gov),
             _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Rpc::Sync => SYNC_PROTOCOL,
+            Rpc::Block => BLOCK_PROTOCOL,
+            Rpc::Gov => GOV_PROTOCOL,
+        }
+    }
+
+    fn of(self, beh: &mut Behaviour) -> &mut request_response::Behaviour<BytesCodec> {
+        match self {
+            Rpc::Sync => &mut beh.sync,
+            Rpc::Block => &mut beh.block,
+            Rpc::Gov => &mut beh.gov,
         }
     }
 }
@@ -684,7 +705,7 @@ impl Transport for P2pTransport {
         protocol: &str,
     ) -> Result<mpsc::Receiver<InboundRequest>, TransportError> {
         let rpc = Rpc::parse(protocol).ok_or(TransportError::Unsupported(
-            "protocols other than /x0tta/sync/1 and /x0tta/block/1",
+            "protocols other than /x0tta/sync/1, /x0tta/block/1 and /x0tta/gov/1",
         ))?;
         let (tx, rx) = mpsc::channel(self.shared.queue);
         self.call(|reply| Command::Serve {
@@ -760,6 +781,7 @@ fn build_behaviour(
         swim: rr(SWIM_PROTOCOL, SWIM_MAX_BYTES, Duration::from_secs(5)),
         sync: rr(SYNC_PROTOCOL, MAX_MESSAGE_BYTES, Duration::from_secs(30)),
         block: rr(BLOCK_PROTOCOL, MAX_MESSAGE_BYTES, Duration::from_secs(30)),
+        gov: rr(GOV_PROTOCOL, MAX_MESSAGE_BYTES, Duration::from_secs(30)),
     })
 }
 
@@ -843,9 +865,7 @@ impl Driver {
                     // A dropped responder answers with an empty body: the requester learns
                     // there is no data rather than waiting for its timeout.
                     let body = body.unwrap_or_default();
-                    let beh = self.swarm.behaviour_mut();
-                    let rr = match rpc { Rpc::Sync => &mut beh.sync, Rpc::Block => &mut beh.block };
-                    let _ = rr.send_response(channel, body);
+                    let _ = rpc.of(self.swarm.behaviour_mut()).send_response(channel, body);
                 }
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = maintenance.tick() => self.maintain(),
@@ -1142,12 +1162,9 @@ impl Driver {
                     return;
                 }
                 let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
-                let beh = self.swarm.behaviour_mut();
-                let rr = match protocol {
-                    Rpc::Sync => &mut beh.sync,
-                    Rpc::Block => &mut beh.block,
-                };
-                let id = rr.send_request_with_addresses(&peer, payload.clone(), addrs);
+                let id = protocol
+                    .of(self.swarm.behaviour_mut())
+                    .send_request_with_addresses(&peer, payload.clone(), addrs);
                 self.pending.insert(
                     id,
                     PendingRequest {
@@ -1449,6 +1466,7 @@ impl Driver {
             }
             BehaviourEvent::Sync(ev) => self.on_rpc(Rpc::Sync, ev),
             BehaviourEvent::Block(ev) => self.on_rpc(Rpc::Block, ev),
+            BehaviourEvent::Gov(ev) => self.on_rpc(Rpc::Gov, ev),
             _ => {}
         }
     }
@@ -1492,20 +1510,17 @@ impl Driver {
             } => {
                 if let Some(p) = self.pending.remove(&request_id) {
                     // The connection it travelled on closed (a rotation, a duplicate dropped)
-                    // while another one to the peer is up: send it once more. Both request
-                    // protocols are reads, so a repeat is harmless.
+                    // while another one to the peer is up: send it once more. The request
+                    // protocols are all reads, so a repeat is harmless.
                     let connection_gone = matches!(
                         error,
                         request_response::OutboundFailure::ConnectionClosed
                             | request_response::OutboundFailure::Io(_)
                     );
                     if connection_gone && !p.retried && self.connected.contains_key(&peer) {
-                        let beh = self.swarm.behaviour_mut();
-                        let rr = match rpc {
-                            Rpc::Sync => &mut beh.sync,
-                            Rpc::Block => &mut beh.block,
-                        };
-                        let id = rr.send_request(&peer, p.payload.clone());
+                        let id = rpc
+                            .of(self.swarm.behaviour_mut())
+                            .send_request(&peer, p.payload.clone());
                         self.pending
                             .insert(id, PendingRequest { retried: true, ..p });
                         return;
@@ -1516,11 +1531,7 @@ impl Driver {
                         request_response::OutboundFailure::UnsupportedProtocols => {
                             TransportError::NoHandler {
                                 peer: node,
-                                protocol: match rpc {
-                                    Rpc::Sync => SYNC_PROTOCOL,
-                                    Rpc::Block => BLOCK_PROTOCOL,
-                                }
-                                .to_owned(),
+                                protocol: rpc.name().to_owned(),
                             }
                         }
                         _ => TransportError::Unreachable(node),

@@ -88,25 +88,27 @@ async fn five_nodes_form_a_mesh_from_one_bootstrap_entry_and_gossip_reaches_all(
         assert_eq!(&got.from, from.local_id());
     }
 
-    // Request-response on /x0tta/sync/1.
-    let mut inbox = nodes[0].serve(SYNC_PROTOCOL).await.unwrap();
-    tokio::spawn(async move {
-        while let Some(req) = inbox.recv().await {
-            let mut body = b"echo:".to_vec();
-            body.extend_from_slice(&req.payload);
-            req.respond(body);
-        }
-    });
-    let reply = nodes[1]
-        .request(
-            nodes[0].local_id(),
-            SYNC_PROTOCOL,
-            b"sv".to_vec(),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(reply, b"echo:sv");
+    // Request-response on every x0tta protocol (/x0tta/sync/1, /x0tta/block/1, /x0tta/gov/1).
+    for protocol in x0tta_core::protocols::ALL {
+        let mut inbox = nodes[0].serve(protocol).await.unwrap();
+        tokio::spawn(async move {
+            while let Some(req) = inbox.recv().await {
+                let mut body = b"echo:".to_vec();
+                body.extend_from_slice(&req.payload);
+                req.respond(body);
+            }
+        });
+        let reply = nodes[1]
+            .request(
+                nodes[0].local_id(),
+                protocol,
+                b"sv".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply, b"echo:sv", "{protocol}");
+    }
     // TCP links are PQ-authenticated: the peer's verified record is held.
     assert!(nodes[1].pq_authenticated(nodes[0].local_id()));
     assert!(nodes[0].pq_authenticated(nodes[1].local_id()));

@@ -1,0 +1,320 @@
+//! Governance anti-entropy over `/x0tta/gov/1`. Gossip is best effort: a frame dropped under a
+//! burst, a partition during voting or a node that joins late leaves a ledger short of
+//! proposals, votes, attestations or evidence, and its tally then differs from its peers'.
+//! So each node regularly asks one live neighbour for what it lacks:
+//!
+//! 1. The requester sends a [`GovDigest`]: for every proposal it holds, short salted digests
+//!    of the signed items it holds (votes, tally attestations, evidence per voter), and whether
+//!    its voting is closed there.
+//! 2. The responder answers with a [`GovDelta`]: the signed proposal envelopes the requester
+//!    lacks, then the items it lacks, up to [`REPLY_BUDGET`] bytes (`more` says another round
+//!    would bring more). Votes of proposals the requester has closed are not sent: it would
+//!    refuse them.
+//! 3. The requester verifies and counts everything exactly as if it had come by gossip.
+//!
+//! Digests are 64-bit truncated SHA-256 under a salt the requester draws per request, so no
+//! peer can craft an item that hides behind another. Nothing in a delta is trusted: every
+//! envelope is verified before it counts.
+//!
+//! A proposal opened longer ago than the propagation bound ([`DaoPolicy::max_propagation`])
+//! is not open to votes here (its creator might have backdated it); a late joiner still takes
+//! it once attestations from more than 2/3 of the stake prove its final tally
+//! ([`Ledger::admit_final`]), and then applies the decision like everyone else.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use x0tta_core::{
+    ContentId, Envelope, MAX_MESSAGE_BYTES, Policy, Verifier, contexts, from_dag_cbor,
+};
+
+use crate::finality::SignedAttestation;
+use crate::ledger::{Entry, Equivocation, Ledger, Outcome, SignedVote, Tally};
+use crate::proposal::{ProposalError, ProposalSpec, Track};
+use crate::{AttestationResult, FinalTally};
+
+/// The request-response protocol of governance anti-entropy.
+pub const GOV_PROTOCOL: &str = x0tta_core::protocols::GOV;
+/// Bytes of signed items one reply carries at most (half the transport's message limit).
+pub const REPLY_BUDGET: usize = MAX_MESSAGE_BYTES / 2;
+/// Proposals one digest lists at most (the newest first); a responder reads no more.
+pub const MAX_LISTED: usize = 10_000;
+
+/// What a requester holds: sent on `/x0tta/gov/1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovDigest {
+    /// Salt of every digest in this request.
+    pub salt: u64,
+    /// The proposals held, with their items.
+    pub proposals: Vec<Held>,
+}
+
+/// One proposal a requester holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The proposal.
+    pub proposal: ContentId,
+    /// Voting is closed at the requester (votes would be refused).
+    pub closed: bool,
+    /// Salted short digests of the votes, attestations and evidence held.
+    pub items: Vec<u64>,
+}
+
+/// What a responder sends back: signed items the requester lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovDelta {
+    /// Signed proposals (under `contexts::PROPOSAL`), before anything that refers to them.
+    pub proposals: Vec<Envelope>,
+    /// Signed votes.
+    pub votes: Vec<SignedVote>,
+    /// Signed tally attestations.
+    pub attestations: Vec<SignedAttestation>,
+    /// Equivocation evidence.
+    pub evidence: Vec<Equivocation>,
+    /// The budget ran out: another round brings more.
+    pub more: bool,
+}
+
+impl GovDelta {
+    /// Whether it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.proposals.is_empty()
+            && self.votes.is_empty()
+            && self.attestations.is_empty()
+            && self.evidence.is_empty()
+    }
+}
+
+fn short(salt: u64, tag: &[u8], bytes: &[u8]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(salt.to_le_bytes());
+    h.update(tag);
+    h.update(bytes);
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn signed_key(salt: u64, env: &Envelope) -> u64 {
+    short(salt, b"signed", &env.signature.bytes)
+}
+
+fn evidence_key(salt: u64, ev: &Equivocation) -> u64 {
+    short(salt, b"evidence", ev.voter.as_str().as_bytes())
+}
+
+/// Wire size of an envelope, near enough for a budget.
+fn size(env: &Envelope) -> usize {
+    env.payload.len() + env.signature.bytes.len() + env.signature.signer.as_str().len() + 32
+}
+
+/// Fills a delta up to a byte budget; the first item always goes in, so every round moves.
+struct Filler {
+    delta: GovDelta,
+    used: usize,
+    budget: usize,
+}
+
+impl Filler {
+    fn fits(&mut self, bytes: usize) -> bool {
+        if self.used > 0 && self.used + bytes > self.budget {
+            self.delta.more = true;
+            return false;
+        }
+        self.used += bytes;
+        true
+    }
+}
+
+impl Entry {
+    fn items(&self) -> impl Iterator<Item = &SignedVote> {
+        self.seen
+            .values()
+            .flat_map(|revs| revs.values().map(|(_, signed)| signed))
+    }
+}
+
+impl<V: Verifier> Ledger<V> {
+    /// Opens a proposal from its signed envelope (under `contexts::PROPOSAL`): the signature
+    /// is checked and the signer must be the creator before [`Ledger::submit`] sees it. The
+    /// envelope is kept, so the proposal can be served to peers that lack it.
+    pub fn submit_signed(
+        &mut self,
+        signed: &Envelope,
+        live: &Policy,
+        now: u64,
+    ) -> Result<ContentId, ProposalError> {
+        let spec = self.open_proposal(signed)?;
+        let id = self.submit(spec, live, now)?;
+        if let Some(e) = self.proposals.get_mut(&id) {
+            e.signed.get_or_insert_with(|| signed.clone());
+        }
+        Ok(id)
+    }
+
+    fn open_proposal(&self, signed: &Envelope) -> Result<ProposalSpec, ProposalError> {
+        let bytes = signed
+            .open(&self.verifier, contexts::PROPOSAL)
+            .map_err(|e| ProposalError::Forged(e.to_string()))?;
+        let spec: ProposalSpec =
+            from_dag_cbor(bytes).map_err(|e| ProposalError::Invalid(e.to_string()))?;
+        if spec.creator != signed.signature.signer {
+            return Err(ProposalError::Forged(format!(
+                "signed by {}, not by its creator {}",
+                signed.signature.signer, spec.creator
+            )));
+        }
+        Ok(spec)
+    }
+
+    /// Takes a proposal too old to be opened here ([`ProposalError::OpenedAt`]) once it is
+    /// proven final: `attestations` (any mix; those of other proposals are ignored) must
+    /// include ones from more than 2/3 of the stake that agree on one tally. The proposal is
+    /// then held closed with that tally, and a passed one's policy is
+    /// [`Ledger::policy_of`] it. Nothing is kept when the proof falls short.
+    pub fn admit_final(
+        &mut self,
+        signed: &Envelope,
+        attestations: &[SignedAttestation],
+        live: &Policy,
+    ) -> Result<FinalTally, ProposalError> {
+        let spec = self.open_proposal(signed)?;
+        spec.apply_to(live)?;
+        let id = ContentId::of(&spec).map_err(|e| ProposalError::Invalid(e.to_string()))?;
+        if let Some(f) = self.finality(&id) {
+            return Ok(f.clone());
+        }
+        if self.proposals.contains_key(&id) {
+            return Err(ProposalError::Invalid(
+                "the proposal is already held here and not final yet".into(),
+            ));
+        }
+        let opened_at = spec.opened_at.unwrap_or(spec.timestamp);
+        self.insert_entry(id, spec, opened_at, live.clone());
+        let mut last = None;
+        for a in attestations {
+            if let AttestationResult::Counted(Some(f)) = self.attest(a) {
+                last = Some(f);
+            }
+        }
+        let Some(f) = last.or_else(|| self.finality(&id).cloned()) else {
+            let attesting: u64 = self
+                .proposals
+                .get(&id)
+                .map(|e| e.attestations.stake_by_tally(&self.stakes))
+                .unwrap_or(0);
+            self.remove_entry(&id);
+            return Err(ProposalError::Unproven {
+                attesting_stake: attesting,
+                total_stake: self.stakes.values().sum(),
+            });
+        };
+        let quorum = match self.proposals.get(&id).map(|e| e.spec.track) {
+            Some(Track::Emergency) => self.policy().emergency_quorum,
+            _ => self.policy().quorum,
+        };
+        let tally = Tally {
+            votes_for: f.votes_for,
+            votes_against: f.votes_against,
+            participating_stake: f.participating_stake,
+            total_stake: f.total_stake,
+            quorum_reached: f.total_stake > 0
+                && f.participating_stake as f64 / f.total_stake as f64 >= quorum,
+            passed: f.passed,
+        };
+        self.charge_fee(&signed.signature.signer);
+        let policy = if f.passed { self.policy_of(&id) } else { None };
+        if let Some(e) = self.proposals.get_mut(&id) {
+            e.signed = Some(signed.clone());
+            e.closed = Some(Outcome { id, tally, policy });
+        }
+        Ok(f)
+    }
+
+    /// What this ledger holds, for a `/x0tta/gov/1` request under `salt`: the newest
+    /// [`MAX_LISTED`] proposals.
+    pub fn digest(&self, salt: u64) -> GovDigest {
+        let mut entries: Vec<(&ContentId, &Entry)> = self.proposals.iter().collect();
+        entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.opened_at));
+        entries.truncate(MAX_LISTED);
+        GovDigest {
+            salt,
+            proposals: entries
+                .into_iter()
+                .map(|(id, e)| Held {
+                    proposal: *id,
+                    closed: e.closed.is_some(),
+                    items: e
+                        .items()
+                        .chain(e.attestations.signed())
+                        .map(|s| signed_key(salt, s))
+                        .chain(e.equivocators.values().map(|ev| evidence_key(salt, ev)))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The signed items a peer that sent `theirs` lacks, up to `budget` bytes (at least one
+    /// item when there is any).
+    pub fn delta(&self, theirs: &GovDigest, budget: usize) -> GovDelta {
+        let salt = theirs.salt;
+        let held: HashMap<&ContentId, (bool, HashSet<u64>)> = theirs
+            .proposals
+            .iter()
+            .take(MAX_LISTED)
+            .map(|h| (&h.proposal, (h.closed, h.items.iter().copied().collect())))
+            .collect();
+        let mut f = Filler {
+            delta: GovDelta::default(),
+            used: 0,
+            budget,
+        };
+        let none = (false, HashSet::new());
+        for (id, e) in &self.proposals {
+            let (closed, items) = match held.get(id) {
+                Some(h) => (h.0, &h.1),
+                None => {
+                    // A proposal they lack: useless to them without its signed envelope.
+                    let Some(signed) = &e.signed else { continue };
+                    if !f.fits(size(signed)) {
+                        return f.delta;
+                    }
+                    f.delta.proposals.push(signed.clone());
+                    (false, &none.1)
+                }
+            };
+            if !closed {
+                for v in e.items().filter(|v| !items.contains(&signed_key(salt, v))) {
+                    if !f.fits(size(v)) {
+                        return f.delta;
+                    }
+                    f.delta.votes.push(v.clone());
+                }
+            }
+            for ev in e
+                .equivocators
+                .values()
+                .filter(|ev| !items.contains(&evidence_key(salt, ev)))
+            {
+                if !f.fits(size(&ev.votes[0]) + size(&ev.votes[1])) {
+                    return f.delta;
+                }
+                f.delta.evidence.push(ev.clone());
+            }
+            for a in e
+                .attestations
+                .signed()
+                .filter(|a| !items.contains(&signed_key(salt, a)))
+            {
+                if !f.fits(size(a)) {
+                    return f.delta;
+                }
+                f.delta.attestations.push(a.clone());
+            }
+        }
+        f.delta
+    }
+}
