@@ -49,11 +49,12 @@ fn main() {
             };
             println!(
                 "queue {queue} seed {seed}: deadline -> final everywhere {fin}; baseline flood to all {:>5.1} ms; \
-                 dropped frames {}; agree={} forged_accepted={} slashed={}/{} liars caught={}/{} applied={}/{}",
+                 dropped frames {}; agree={} forged_accepted={} short_of_votes={} slashed={}/{} liars caught={}/{} applied={}/{}",
                 ms(r.flood),
                 r.dropped,
                 r.agree,
                 r.forged_accepted,
+                r.short_of_votes,
                 r.slashed,
                 r.equivocators,
                 r.false_attesters_caught,

@@ -75,6 +75,27 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    // Anti-entropy at the same size: what one `/x0tta/gov/1` exchange costs the two sides.
+    let (mut full, id) = fresh();
+    for v in &votes {
+        full.vote(v, 10);
+    }
+    let (empty, _) = fresh();
+    let mut g = c.benchmark_group("gov sync, 10,000 votes held");
+    g.sample_size(10);
+    g.bench_function("digest (requester)", |b| {
+        b.iter(|| full.digest(black_box(7)))
+    });
+    let same = full.digest(7);
+    g.bench_function("delta to an up-to-date peer (responder)", |b| {
+        b.iter(|| full.delta(black_box(&same), x0tta_dao::REPLY_BUDGET))
+    });
+    let lacking = empty.digest(7);
+    g.bench_function("delta to a peer lacking every vote: one page", |b| {
+        b.iter(|| full.delta(black_box(&lacking), x0tta_dao::REPLY_BUDGET))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

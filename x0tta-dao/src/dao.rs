@@ -12,23 +12,25 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, mpsc};
 use x0tta_core::{
-    ContentId, Decision, Envelope, Governance, GovernanceError, InboundRequest, NodeId, PeerState,
-    Phase as CorePhase, PolicyHandle, Proposal, ProposalId, ProposalState, Signer, Timestamp,
-    Transport, TransportError, Verifier, Vote, VoteOutcome, VoteRefusal, contexts, from_dag_cbor,
-    to_dag_cbor, topics,
+    ContentId, Decision, Envelope, Governance, GovernanceError, InboundRequest, KnowledgeStore,
+    NodeId, PeerState, Phase as CorePhase, PolicyHandle, Proposal, ProposalId, ProposalState,
+    Signer, Timestamp, Transport, TransportError, Verifier, Vote, VoteOutcome, VoteRefusal,
+    contexts, from_dag_cbor, to_dag_cbor, topics,
 };
 
 use crate::{
-    AttestationResult, ByzantineDetector, Change, DaoPolicy, Equivocation, EvidenceResult,
-    FinalTally, GOV_PROTOCOL, GovDelta, GovDigest, Ledger, Offence, PARAMETERS, Phase,
-    ProposalError, ProposalSpec, REPLY_BUDGET, Refusal, SignedAttestation, TallyAttestation, Track,
-    VoteBody, VoteResult, sign_attestation, sign_vote,
+    AttestationResult, ByzantineDetector, Change, DaoPolicy, EffectError, EffectivenessReport,
+    Equivocation, EvidenceResult, FinalTally, GOV_PROTOCOL, GovDelta, GovDigest, Ledger, Offence,
+    PARAMETERS, Phase, ProposalError, ProposalSpec, REPLY_BUDGET, Refusal, SignedAttestation,
+    TallyAttestation, Target, Track, VoteBody, VoteResult, sign_attestation, sign_vote,
 };
 
 /// Capacity of the decisions channel; slow receivers lose the oldest.
 pub const DECISION_CAPACITY: usize = 64;
 /// How often open proposals are checked for their deadline.
 pub const CLOSE_CHECK: Duration = Duration::from_millis(50);
+/// Incidents an effectiveness report reads at most (the newest).
+pub const MAX_MEASURED: usize = 100_000;
 /// Anti-entropy rounds one sync may chain while the peer says it has more.
 pub const MAX_SYNC_ROUNDS: usize = 16;
 
@@ -41,6 +43,8 @@ struct Inner {
     decisions: broadcast::Sender<Decision>,
     revisions: Mutex<BTreeMap<ContentId, u32>>,
     announced: Mutex<BTreeSet<ContentId>>,
+    /// When each passed proposal was announced (put in force) here.
+    applied: Mutex<BTreeMap<ContentId, Timestamp>>,
     byzantine: ByzantineDetector,
     sync_interval: Duration,
 }
@@ -103,6 +107,7 @@ impl Dao {
             decisions: broadcast::channel(DECISION_CAPACITY).0,
             revisions: Mutex::default(),
             announced: Mutex::default(),
+            applied: Mutex::default(),
             byzantine: ByzantineDetector::new(),
             sync_interval,
         });
@@ -224,6 +229,54 @@ impl Dao {
     /// Every voter proven to have equivocated, with one proof each.
     pub fn equivocations(&self) -> Vec<Equivocation> {
         self.inner.ledger().equivocations()
+    }
+
+    /// When a passed proposal's policy was put in force on this node (`None`: not final
+    /// here, rejected, or without changes).
+    pub fn applied_at(&self, id: &ProposalId) -> Option<Timestamp> {
+        self.inner
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    /// The effectiveness report of a proposal put in force here: the metric its rationale
+    /// names ([`Target::from_rationale`]), measured on `knowledge`'s newest
+    /// [`MAX_MEASURED`] incidents over `window` before and after it came into force.
+    ///
+    /// ```no_run
+    /// # async fn f(dao: x0tta_dao::Dao, store: &dyn x0tta_core::KnowledgeStore, id: x0tta_core::ProposalId) -> Result<(), x0tta_dao::EffectError> {
+    /// let report = dao.effectiveness(&id, store, std::time::Duration::from_secs(7 * 24 * 3600)).await?;
+    /// println!("{report}"); // MTTR of CPU_OVERLOAD: before 61.00s (12 incidents), after 20.00s ...
+    /// # Ok(()) }
+    /// ```
+    pub async fn effectiveness(
+        &self,
+        id: &ProposalId,
+        knowledge: &dyn KnowledgeStore,
+        window: Duration,
+    ) -> Result<EffectivenessReport, EffectError> {
+        let rationale = self
+            .inner
+            .ledger()
+            .spec(id)
+            .map(|s| s.rationale.clone())
+            .ok_or(EffectError::UnknownProposal)?;
+        let applied_at = self.applied_at(id).ok_or(EffectError::NotApplied)?;
+        let target = Target::from_rationale(&rationale)?;
+        let incidents = knowledge
+            .recent(MAX_MEASURED)
+            .await
+            .map_err(|e| EffectError::Knowledge(e.to_string()))?;
+        Ok(EffectivenessReport::measure(
+            incidents.iter().map(|(_, i)| i),
+            target,
+            applied_at,
+            window,
+            Timestamp::now(),
+        ))
     }
 
     /// Publishes an already signed attestation as is (for fault-injection tests).
@@ -480,6 +533,12 @@ impl Inner {
         } else {
             None
         };
+        if policy.is_some() {
+            self.applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, Timestamp::now());
+        }
         let _ = self.decisions.send(Decision {
             id,
             passed: f.passed,

@@ -35,18 +35,28 @@
 //! [`Dao::detector`] ([`ByzantineDetector`]); the `isolate-byzantine-peer` plan cuts them off
 //! with core's `disconnect_peer`.
 //!
-//! Not here yet: vote replication through the knowledge store (late joiners), node-ref
-//! `propose` / `vote` / `proposals`, the effectiveness report.
+//! **Anti-entropy** on `/x0tta/gov/1` ([`GovDigest`], [`GovDelta`]): every
+//! [`DaoPolicy::sync_interval`] a node asks a random live neighbour for the signed proposals,
+//! votes, attestations and evidence it lacks and counts them as if gossiped, which repairs
+//! dropped frames and partitions; a late joiner takes a finished proposal once attestations
+//! from more than 2/3 of the stake prove its tally ([`Ledger::admit_final`]).
+//!
+//! **Effectiveness** ([`Dao::effectiveness`], [`EffectivenessReport`]): the metric a passed
+//! proposal's rationale names (MTTR, incident rate or heal rate, optionally of one anomaly
+//! kind) measured on the knowledge store's incidents over a window before the policy came into
+//! force and the same window after.
 
 mod byzantine;
 mod dao;
+mod effect;
 mod finality;
 mod ledger;
 mod proposal;
 mod sync;
 
 pub use byzantine::{ByzantineDetector, Offence};
-pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, MAX_SYNC_ROUNDS, StartError};
+pub use dao::{CLOSE_CHECK, DECISION_CAPACITY, Dao, MAX_MEASURED, MAX_SYNC_ROUNDS, StartError};
+pub use effect::{EffectError, EffectivenessReport, Metric, Sample, Target};
 pub use finality::{
     AttestationRefusal, AttestationResult, FinalTally, SignedAttestation, TallyAttestation,
     sign_attestation,

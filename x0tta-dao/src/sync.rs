@@ -89,6 +89,7 @@ impl GovDelta {
 fn short(salt: u64, tag: &[u8], bytes: &[u8]) -> u64 {
     let mut h = Sha256::new();
     h.update(salt.to_le_bytes());
+    h.update((tag.len() as u64).to_le_bytes());
     h.update(tag);
     h.update(bytes);
     let d = h.finalize();
@@ -97,8 +98,10 @@ fn short(salt: u64, tag: &[u8], bytes: &[u8]) -> u64 {
     u64::from_le_bytes(first)
 }
 
+/// An envelope's key: its signer and signed payload. Two signatures over one payload are the
+/// same item to a ledger (a duplicate), and the payload is a fraction of the signature's size.
 fn signed_key(salt: u64, env: &Envelope) -> u64 {
-    short(salt, b"signed", &env.signature.bytes)
+    short(salt, env.signature.signer.as_str().as_bytes(), &env.payload)
 }
 
 fn evidence_key(salt: u64, ev: &Equivocation) -> u64 {

@@ -56,6 +56,9 @@ pub(crate) struct Report {
     pub(crate) expected_for: u64,
     /// Honest nodes whose tally counts any Byzantine vote (forged, equivocating or late).
     pub(crate) forged_accepted: usize,
+    /// Honest nodes that had not counted every honest vote by their close (the final tally,
+    /// attested by more than 2/3 of the stake, still decides for them).
+    pub(crate) short_of_votes: usize,
     pub(crate) equivocators: usize,
     /// Equivocators slashed at every honest node.
     pub(crate) slashed: usize,
@@ -93,6 +96,7 @@ impl Scenario {
                 discussion: Duration::from_millis(300),
                 voting: Duration::from_millis(1500),
                 clock_skew: Duration::from_millis(100),
+                sync_interval: Duration::from_millis(500),
                 ..DaoPolicy::default()
             },
         }
@@ -297,11 +301,13 @@ impl Scenario {
         let agree = tallies
             .iter()
             .all(|t| t.is_some() && outcome(t) == outcome(&tallies[0]));
-        let mut forged_accepted = 0;
+        let (mut forged_accepted, mut short_of_votes) = (0, 0);
         for i in &honest {
             let st = daos[*i].state(&id).await.unwrap().unwrap();
-            if st.votes_against > 0 || st.votes_for != expected_for {
+            if st.votes_against > 0 || st.votes_for > expected_for {
                 forged_accepted += 1;
+            } else if st.votes_for < expected_for {
+                short_of_votes += 1;
             }
         }
         let with_role = |r: Role| -> Vec<NodeId> {
@@ -340,6 +346,7 @@ impl Scenario {
             tally: tallies.into_iter().next().flatten(),
             expected_for,
             forged_accepted,
+            short_of_votes,
             equivocators: equivocators.len(),
             slashed,
             false_attesters: liars.len(),
