@@ -8,10 +8,15 @@ use x0tta_core::config::{NodeConfig, load_plans_dir, load_policy};
 use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
-use x0tta_core::{DisconnectPeer, Node, NotifyNeighbors, PolicySource, ReloadPolicy, Signer};
+use x0tta_core::{
+    DisconnectPeer, Node, NodeId, NotifyNeighbors, PolicyHandle, PolicySource, ReloadPolicy,
+    Signature, Signer, Verdict, Verifier,
+};
+use x0tta_dao::{Dao, DaoPolicy};
 use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge, Replicator};
 use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
-use x0tta_pqc::{NodeIdentity, SpiffeId};
+use x0tta_pqc::upgrade::PeerRecords;
+use x0tta_pqc::{IdentityRing, NodeIdentity, SpiffeId};
 
 /// A node, the supervisor of its services, and its mesh transport.
 pub(crate) struct Assembled {
@@ -23,6 +28,50 @@ pub(crate) struct Assembled {
     pub(crate) replicator: Replicator,
     /// The knowledge store (also held by the node).
     pub(crate) knowledge: RedbKnowledge,
+    /// Governance (also the node's `Governance`).
+    pub(crate) dao: Dao,
+}
+
+/// Checks governance signatures: this node's own under its identity, every other voter's under
+/// the identity record it proved on a `/x0tta/pq/1.0.0` link.
+struct VoterKeys {
+    me: NodeId,
+    own: IdentityRing,
+    peers: PeerRecords,
+}
+
+impl Verifier for VoterKeys {
+    fn verify(&self, context: &[u8], message: &[u8], sig: &Signature) -> Verdict {
+        if sig.signer == self.me {
+            self.own.verify(context, message, sig)
+        } else {
+            self.peers.verify(context, message, sig)
+        }
+    }
+}
+
+/// The governance settings and voters of `cfg`: this node with `dao.stake`, the others from
+/// `dao.voters`.
+fn dao_setup(
+    cfg: &NodeConfig,
+    me: &NodeId,
+) -> Result<(DaoPolicy, std::collections::BTreeMap<NodeId, u64>)> {
+    let d = &cfg.node_config.dao;
+    let mut stakes = std::collections::BTreeMap::from([(me.clone(), d.stake)]);
+    for (id, stake) in &d.voters {
+        let id = NodeId::new(id).with_context(|| format!("node_config.dao.voters: {id:?}"))?;
+        stakes.insert(id, *stake);
+    }
+    let policy = DaoPolicy {
+        discussion: d.discussion,
+        voting: d.voting,
+        emergency_voting: d.emergency_voting,
+        quorum: d.quorum,
+        emergency_quorum: d.emergency_quorum,
+        clock_skew: d.clock_skew,
+        ..DaoPolicy::default()
+    };
+    Ok((policy, stakes))
 }
 
 /// Builds the reference node described by `cfg` (loaded from `config_path`).
@@ -64,12 +113,31 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
     .await
     .context("starting knowledge replication")?;
     let supervisor = Supervisor::new(cfg.services.clone())?;
+    let live = PolicyHandle::new(n.mapk.clone())?;
+    let me = identity.node_id().clone();
+    let (dao_policy, stakes) = dao_setup(cfg, &me)?;
+    let voters = VoterKeys {
+        me: me.clone(),
+        own: IdentityRing::new().with(identity.record().clone()),
+        peers: mesh.records().clone(),
+    };
+    let dao = Dao::start(
+        dao_policy,
+        stakes,
+        signer.clone(),
+        Arc::new(voters),
+        Arc::new(mesh.clone()),
+        live.clone(),
+    )
+    .await
+    .context("starting governance")?;
     let mut b = Node::builder()
         .transport(Arc::new(mesh.clone()))
         .knowledge(Arc::new(knowledge.clone()))
         .signer(signer.clone())
         .embedder(Arc::new(LexicalEmbedder))
-        .policy(n.mapk.clone())
+        .policy_handle(live)
+        .governance(Arc::new(dao.clone()))
         .sensor(Arc::new(HostSensor::new()?))
         .sensor(Arc::new(ServiceSensor::new(supervisor.clone())?))
         .action(Arc::new(RestartService::new(supervisor.clone())))
@@ -93,6 +161,7 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
         mesh,
         replicator,
         knowledge,
+        dao,
     })
 }
 

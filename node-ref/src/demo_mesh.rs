@@ -101,6 +101,8 @@ fn node_config(name: &str, port: u16, bootstrap: &Path) -> String {
       cycle: 500ms
   storage:
     path: data
+  api:
+    listen: 127.0.0.1:0
 "#,
         boot = bootstrap.display()
     )

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use x0tta_core::config::NodeConfig;
-use x0tta_pqc::MlDsa65Keypair;
+use x0tta_pqc::{NodeIdentity, SpiffeId};
 
 /// The plan templates every new node starts with (the files in `examples/plans/`).
 pub(crate) const DEFAULT_PLANS: [(&str, &str); 4] = [
@@ -61,6 +61,10 @@ node_config:
     plans_dir: plans
   dao:
     stake: 100
+    # The other voters (node id = libp2p PeerId: stake); every node must list the same ones.
+    voters: {{}}
+  api:
+    listen: 127.0.0.1:3000
 # Services this node supervises, probes and heals. Example:
 # services:
 #   - name: web
@@ -110,15 +114,31 @@ pub(crate) fn init(
             }
         }
     }
-    MlDsa65Keypair::load_or_generate(&n.identity.key_dir)
+    let spiffe: SpiffeId = n
+        .identity
+        .spiffe_id()
+        .parse()
+        .context("node_config.identity (name and trust_domain form the SPIFFE id)")?;
+    let identity = NodeIdentity::load_or_generate(&n.identity.key_dir, &spiffe)
         .with_context(|| format!("keys in {}", n.identity.key_dir.display()))?;
+    let token = crate::api::token_path(&cfg);
+    crate::api::ensure_token(&token)?;
     println!("wrote {}", config.display());
     println!("identity  {}", n.identity.spiffe_id());
     println!(
-        "keys      {} (ML-DSA-65, 0600)",
+        "node id   {} (libp2p PeerId: voters lists and proposals name it)",
+        identity.node_id()
+    );
+    println!(
+        "keys      {} (ML-DSA-65, Ed25519, ML-KEM-768; 0600)",
         n.identity.key_dir.display()
     );
     println!("data      {}", n.storage.path.display());
+    println!(
+        "api       http://{}/api/v1/ (token {}, 0600)",
+        n.api.listen,
+        token.display()
+    );
     if let Some(dir) = &n.storage.plans_dir {
         println!(
             "plans     {} ({} templates)",

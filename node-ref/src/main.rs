@@ -1,11 +1,13 @@
 //! `x0tta6bl4`: the reference node. Thin by design: parse the configuration, assemble the node
 //! from the SDK's parts, run it.
 
+mod api;
 mod assemble;
 mod demo;
 mod demo_governance;
 mod demo_mesh;
 mod demo_service;
+mod gov;
 mod incidents;
 mod init;
 mod keys;
@@ -77,6 +79,49 @@ enum Command {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
+    /// Submit a proposal (the seed's YAML layout) to the running node, which signs and
+    /// gossips it.
+    Propose {
+        /// Configuration file of the running node.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// The proposal.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cast this node's quadratic vote (N votes cost N² credits).
+    #[command(group(clap::ArgGroup::new("side").required(true).args(["for_", "against"])))]
+    Vote {
+        /// Configuration file of the running node.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// Proposal id (the CID `propose` and `proposals list` print).
+        id: String,
+        /// Number of votes.
+        votes: u32,
+        /// Vote for.
+        #[arg(long = "for")]
+        for_: bool,
+        /// Vote against.
+        #[arg(long)]
+        against: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Proposals the running node holds.
+    Proposals {
+        /// Configuration file of the running node.
+        #[arg(long, default_value = "node.yaml")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ProposalsCommand,
+    },
     /// Export the knowledge base as a CARv1 file (pinnable on any IPFS node).
     ExportCar {
         /// Configuration file.
@@ -101,6 +146,17 @@ enum Command {
         /// Port on 127.0.0.1.
         #[arg(long)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProposalsCommand {
+    /// Every proposal, newest first.
+    List,
+    /// One proposal, with its effectiveness report once in force.
+    Show {
+        /// Proposal id.
+        id: String,
     },
 }
 
@@ -234,6 +290,23 @@ fn real_main() -> anyhow::Result<()> {
                 IncidentsCommand::Search { text, limit } => {
                     incidents::search(&config, &text, limit).await
                 }
+            },
+            Command::Propose { config, file, json } => gov::propose(&config, &file, json).await,
+            Command::Vote {
+                config,
+                id,
+                votes,
+                for_,
+                against: _,
+                json,
+            } => gov::vote(&config, &id, votes, for_, json).await,
+            Command::Proposals {
+                config,
+                json,
+                command,
+            } => match command {
+                ProposalsCommand::List => gov::list(&config, json).await,
+                ProposalsCommand::Show { id } => gov::show(&config, &id, json).await,
             },
             Command::ExportCar { config, out } => incidents::export_car(&config, &out).await,
             Command::ImportCar { config, input } => incidents::import_car(&config, &input).await,

@@ -73,6 +73,18 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let a = assemble(&cfg, Some(config)).await?;
+    let token = crate::api::ensure_token(&crate::api::token_path(&cfg))?;
+    let api = crate::api::start(
+        &cfg,
+        crate::api::ApiState {
+            node: a.node.handle(),
+            dao: a.dao.clone(),
+            knowledge: std::sync::Arc::new(a.knowledge.clone()),
+            token: token.into(),
+        },
+    )
+    .await?;
+    info!(%api, "HTTP API on http://{api}/api/v1/");
     a.supervisor.start_all().await?;
     let storage = cfg.node_config.storage.path.clone();
     tokio::spawn(log_mesh(a.mesh.clone(), storage.join("mesh-events.jsonl")));

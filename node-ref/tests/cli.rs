@@ -35,8 +35,13 @@ fn start_node() -> (tempfile::TempDir, std::path::PathBuf, std::process::Child) 
     let yaml = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("cycle: 60s", "cycle: 100ms")
-        // Tests run side by side: each node takes a free port instead of init's 7001.
-        .replace("/tcp/7001", "/tcp/0");
+        // Tests run side by side: each node takes free ports instead of init's 7001 and 3000.
+        .replace("/tcp/7001", "/tcp/0")
+        .replace("listen: 127.0.0.1:3000", "listen: 127.0.0.1:0")
+        .replace(
+            "    voters: {}",
+            "    voters: {}\n    emergency_voting: 2s\n    clock_skew: 100ms",
+        );
     std::fs::write(&cfg, yaml).unwrap();
     let child = Command::new(BIN)
         .args(["run", "--config", &cfg_s])
@@ -633,4 +638,315 @@ fn demo_mesh_detects_a_killed_node_and_it_rejoins() {
     let bad = x0tta(&["demo", "mesh", "--nodes", "1"]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("3 to 32 nodes"), "{}", text(&bad));
+}
+
+/// The node's id, from its API.
+fn api_json(dir: &std::path::Path) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(b) = std::fs::read(dir.join("data/api.json")) {
+            return serde_json::from_slice(&b).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (tests only): status code and body.
+fn http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (code, body)
+}
+
+#[test]
+fn governance_commands_drive_a_running_node() {
+    let (dir, cfg, mut child) = start_node();
+    let cfg_s = cfg.to_str().unwrap();
+    let addr = api_json(dir.path())["addr"].as_str().unwrap().to_string();
+    let token_mode = std::fs::metadata(dir.path().join("data/api.token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(token_mode & 0o777, 0o600, "the API token is private");
+    let (code, body) = http(
+        &addr,
+        "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200, "{body}");
+    let me = serde_json::from_str::<serde_json::Value>(&body).unwrap()["node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // State changes need the token.
+    let (code, body) = http(
+        &addr,
+        "POST /api/v1/proposals HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(code, 401, "{body}");
+
+    // The seed's file names another creator: a clear refusal.
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/proposals/proposal-001.yaml"
+    );
+    let out = x0tta(&["propose", "--config", cfg_s, seed]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("set `creator: {me}`")),
+        "{}",
+        text(&out)
+    );
+
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "proposal_id: lower-cpu\ntitle: Lower the CPU threshold\nchanges:\n  - {{parameter: cpu_threshold, current: 90, proposed: 70}}\n  - {{parameter: check_interval, current: 0.1, proposed: 45}}\nrationale: MTTR of CPU_OVERLOAD incidents should fall.\ncreator: {me}\ntimestamp: 0\ntrack: emergency\n"
+        ),
+    )
+    .unwrap();
+    let out = x0tta(&[
+        "propose",
+        "--config",
+        cfg_s,
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let over = x0tta(&["vote", "--config", cfg_s, &id, "11", "--for"]);
+    assert!(!over.status.success(), "121 credits > 99");
+    assert!(
+        text(&over).contains("InsufficientCredits"),
+        "{}",
+        text(&over)
+    );
+    let out = x0tta(&["vote", "--config", cfg_s, &id, "5", "--for"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("cost 25 credits"), "{}", text(&out));
+    let out = x0tta(&["proposals", "--config", cfg_s, "list"]);
+    assert!(
+        text(&out).contains(&id) && text(&out).contains("voting"),
+        "{}",
+        text(&out)
+    );
+
+    // The emergency vote closes after 2 s; the node's loop applies the policy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = x0tta(&["proposals", "--config", cfg_s, "show", &id, "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if !v["proposal"]["applied_at"].is_null() {
+            assert_eq!(v["proposal"]["phase"], "executed");
+            assert_eq!(v["proposal"]["final_tally"]["passed"], true);
+            assert_eq!(v["effectiveness"]["metric"], "MTTR");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not applied: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, policy) = http(
+        &addr,
+        "GET /api/v1/policy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    assert_eq!(policy["thresholds"]["cpu_percent"], 70.0, "{policy}");
+    assert_eq!(policy["intervals"]["cycle"], "45s", "{policy}");
+
+    let bad = x0tta(&["proposals", "--config", cfg_s, "show", "not-a-cid"]);
+    assert!(
+        text(&bad).contains("is not a proposal id"),
+        "{}",
+        text(&bad)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = x0tta(&["proposals", "--config", cfg_s, "list"]);
+    assert!(text(&gone).contains("no node answers"), "{}", text(&gone));
+}
+
+/// `init` + config for one node of a three-node LAN on 127.0.0.1; returns its node id.
+fn lan_node(dir: &std::path::Path, name: &str) -> String {
+    let cfg = dir.join(name).join("node.yaml");
+    let out = x0tta(&["init", "--config", cfg.to_str().unwrap(), "--name", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("node id   "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("init prints the node id")
+        .to_string()
+}
+
+fn lan_config(
+    dir: &std::path::Path,
+    name: &str,
+    others: &[&str],
+    bootstrap: Option<&std::path::Path>,
+) {
+    let cfg = dir.join(name).join("node.yaml");
+    let voters: Vec<String> = others.iter().map(|id| format!("\"{id}\": 100")).collect();
+    let mut yaml = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("cycle: 60s", "cycle: 200ms")
+        .replace("/tcp/7001", "/tcp/0")
+        .replace("listen: 127.0.0.1:3000", "listen: 127.0.0.1:0")
+        .replace(
+            "    voters: {}",
+            &format!(
+                "    voters: {{{}}}\n    emergency_voting: 4s\n    clock_skew: 200ms",
+                voters.join(", ")
+            ),
+        );
+    if let Some(b) = bootstrap {
+        yaml = yaml.replace(
+            "    max_connections",
+            &format!("    bootstrap: {}\n    max_connections", b.display()),
+        );
+    }
+    std::fs::write(&cfg, yaml).unwrap();
+}
+
+fn run_node(dir: &std::path::Path, name: &str) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            dir.join(name).join("node.yaml").to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn status_of(dir: &std::path::Path, name: &str) -> Option<serde_json::Value> {
+    let b = std::fs::read(dir.join(name).join("data/status.json")).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+#[test]
+fn three_nodes_vote_over_the_mesh_and_all_apply_the_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let names = ["a", "b", "c"];
+    let ids: Vec<String> = names.iter().map(|n| lan_node(dir, n)).collect();
+    for (i, n) in names.iter().enumerate() {
+        let others: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        lan_config(dir, n, &others, None);
+    }
+    let mut children = vec![run_node(dir, "a")];
+    // b and c bootstrap from a's first listen address.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let a_addr = loop {
+        if let Some(st) = status_of(dir, "a")
+            && let Some(addr) = st["listen"][0].as_str()
+        {
+            break addr.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a never wrote its listen address"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let boot = dir.join("nodes.json");
+    std::fs::write(&boot, format!("[\"{a_addr}\"]")).unwrap();
+    for (i, n) in names.iter().enumerate().skip(1) {
+        let others: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        lan_config(dir, n, &others, Some(&boot));
+        children.push(run_node(dir, n));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while names.iter().any(|n| {
+        status_of(dir, n).is_none_or(|st| {
+            st["neighbours"]
+                .as_array()
+                .is_none_or(|a| a.iter().filter(|p| p["state"] == "up").count() < 2)
+        })
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the three nodes never all saw each other"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let cfg = |n: &str| dir.join(n).join("node.yaml").to_str().unwrap().to_string();
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "proposal_id: lower-cpu\ntitle: Lower the CPU threshold\nchanges: [{{parameter: cpu_threshold, current: 90, proposed: 70}}]\nrationale: heal rate should rise\ncreator: {}\ntimestamp: 0\ntrack: emergency\n",
+            ids[0]
+        ),
+    )
+    .unwrap();
+    let out = x0tta(&[
+        "propose",
+        "--config",
+        &cfg("a"),
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in names {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let out = x0tta(&["vote", "--config", &cfg(n), &id, "4", "--for"]);
+            if out.status.success() {
+                break;
+            }
+            // The proposal may still be on its way to this node.
+            assert!(Instant::now() < deadline, "{n}: {}", text(&out));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in names {
+        loop {
+            let out = x0tta(&["proposals", "--config", &cfg(n), "show", &id, "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if !v["proposal"]["applied_at"].is_null() {
+                assert_eq!(
+                    v["proposal"]["votes_for"], 12,
+                    "{n} counted every node's vote: {v}"
+                );
+                assert_eq!(v["proposal"]["final_tally"]["attesting_stake"], 300, "{v}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{n} never applied it: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for mut c in children {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
 }

@@ -329,24 +329,61 @@ impl Default for StorageConfig {
     }
 }
 
-/// `dao`: this node's part in governance.
+/// `dao`: this node's part in governance. Every node of a mesh must hold the same voters and
+/// stakes (its own `stake` plus `voters`) and timings, or their tallies differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaoConfig {
-    /// Stake (voice credits come from it).
+    /// This node's stake (voice credits come from it).
     pub stake: u64,
+    /// The other voters: node id (libp2p PeerId) → stake.
+    pub voters: std::collections::BTreeMap<String, u64>,
     /// Quorum of the normal track.
     pub quorum: f64,
     /// Quorum of the emergency track.
     pub emergency_quorum: f64,
+    /// Discussion before voting opens (standard track).
+    #[serde(with = "crate::serde_duration")]
+    pub discussion: Duration,
+    /// Voting period, standard track.
+    #[serde(with = "crate::serde_duration")]
+    pub voting: Duration,
+    /// Voting period, emergency track (no discussion).
+    #[serde(with = "crate::serde_duration")]
+    pub emergency_voting: Duration,
+    /// Clock skew tolerated on vote timestamps.
+    #[serde(with = "crate::serde_duration")]
+    pub clock_skew: Duration,
 }
 
 impl Default for DaoConfig {
     fn default() -> Self {
         Self {
             stake: 100,
+            voters: Default::default(),
             quorum: 0.51,
             emergency_quorum: 0.67,
+            discussion: Duration::from_secs(24 * 3600),
+            voting: Duration::from_secs(48 * 3600),
+            emergency_voting: Duration::from_secs(15 * 60),
+            clock_skew: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `api`: the node's HTTP API (`/api/v1/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to bind (`host:port`; port 0 picks a free one, written to
+    /// `<storage>/api.json` for the CLI).
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3000".into(),
         }
     }
 }
@@ -372,6 +409,9 @@ pub struct NodeSection {
     /// Governance.
     #[serde(default)]
     pub dao: DaoConfig,
+    /// HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 /// A node configuration file: `node_config` plus the `services` the node supervises.
@@ -448,6 +488,18 @@ impl NodeConfig {
                     format!("{q} is not a ratio between 0 and 1"),
                 ));
             }
+        }
+        if n.dao.voting.is_zero() || n.dao.emergency_voting.is_zero() {
+            return Err(bad(
+                "node_config.dao.voting".into(),
+                "voting periods must be longer than zero".into(),
+            ));
+        }
+        if n.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "node_config.api.listen".into(),
+                format!("{:?} is not an address like 127.0.0.1:3000", n.api.listen),
+            ));
         }
         if n.storage.retention == 0 {
             return Err(bad(

@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     // Anti-entropy at the same size: what one `/x0tta/gov/1` exchange costs the two sides.
-    let (mut full, id) = fresh();
+    let (mut full, _) = fresh();
     for v in &votes {
         full.vote(v, 10);
     }

@@ -198,6 +198,24 @@ impl Dao {
         self.inner.publish(topics::VOTES, vote).await;
     }
 
+    /// Every proposal this node holds, the most recently opened first.
+    pub fn proposals(&self) -> Vec<ProposalId> {
+        self.inner.ledger().proposals()
+    }
+
+    /// A proposal as submitted (`None`: unknown here).
+    pub fn spec(&self, id: &ProposalId) -> Option<ProposalSpec> {
+        self.inner.ledger().spec(id).cloned()
+    }
+
+    /// When a proposal opened (the creator's signed opening time).
+    pub fn opened_at(&self, id: &ProposalId) -> Option<Timestamp> {
+        self.inner
+            .ledger()
+            .opened_at(id)
+            .map(Timestamp::from_millis)
+    }
+
     /// The phase of a proposal now.
     pub fn phase(&self, id: &ProposalId) -> Option<Phase> {
         self.inner.ledger().phase(id, now_ms())

@@ -570,6 +570,22 @@ impl<V: Verifier> Ledger<V> {
             .collect()
     }
 
+    /// Every proposal held, the most recently opened first.
+    pub fn proposals(&self) -> Vec<ContentId> {
+        let mut all: Vec<(&ContentId, u64)> = self
+            .proposals
+            .iter()
+            .map(|(id, e)| (id, e.opened_at))
+            .collect();
+        all.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        all.into_iter().map(|(id, _)| *id).collect()
+    }
+
+    /// When a proposal opened (ms since the epoch; the creator's signed opening time).
+    pub fn opened_at(&self, id: &ContentId) -> Option<u64> {
+        self.proposals.get(id).map(|e| e.opened_at)
+    }
+
     /// A proposal's spec.
     pub fn spec(&self, id: &ContentId) -> Option<&ProposalSpec> {
         self.proposals.get(id).map(|e| &e.spec)
