@@ -26,6 +26,11 @@ fn the_shipped_examples_load() {
         Some(256.0)
     );
     assert_eq!(
+        cfg.node_config.dao.emergency_voting,
+        Duration::from_secs(15 * 60)
+    );
+    assert_eq!(cfg.node_config.api.listen, "127.0.0.1:3000");
+    assert_eq!(
         cfg.services[0].probes[1],
         ProbeSpec::Tcp("127.0.0.1:8089".into())
     );
@@ -133,6 +138,13 @@ fn semantic_errors_are_located_too() {
         e.starts_with("bad.yaml:6: field `node_config.dao.emergency_quorum`"),
         "{e}"
     );
+    let e = err("node_config:\n  identity:\n    name: n1\n  api:\n    listen: localhost\n");
+    assert!(
+        e.starts_with("bad.yaml:5: field `node_config.api.listen`"),
+        "{e}"
+    );
+    let e = err("node_config:\n  identity:\n    name: n1\n  dao:\n    voting: soon\n");
+    assert!(e.contains("`soon` is not a duration"), "{e}");
 }
 
 #[test]
