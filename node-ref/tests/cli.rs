@@ -11,8 +11,9 @@ fn x0tta(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-/// The demos start many processes and time what they do: they run one at a time, so their
-/// figures are not skewed by each other (other tests still run beside them).
+/// The demos, and the tests that start several node processes, time what they do: they run
+/// one at a time, so their figures are not skewed by each other (other tests still run beside
+/// them).
 fn one_demo_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static DEMOS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     DEMOS.lock().unwrap_or_else(|e| e.into_inner())
@@ -666,6 +667,7 @@ fn http(addr: &str, request: &str) -> (u16, String) {
 
 #[test]
 fn governance_commands_drive_a_running_node() {
+    let _one = one_demo_at_a_time();
     let (dir, cfg, mut child) = start_node();
     let cfg_s = cfg.to_str().unwrap();
     let addr = api_json(dir.path())["addr"].as_str().unwrap().to_string();
@@ -839,6 +841,9 @@ fn status_of(dir: &std::path::Path, name: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn three_nodes_vote_over_the_mesh_and_all_apply_the_policy() {
+    // Several node processes with timed phases: not beside the demos, whose figures it would
+    // skew (and which would skew its own).
+    let _one = one_demo_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let names = ["a", "b", "c"];

@@ -323,9 +323,15 @@ impl Inner {
     /// if `attestations` prove it final, and its decision announced.
     fn on_proposal(&self, env: &Envelope, attestations: &[SignedAttestation]) -> bool {
         let live = self.live.current();
-        let r = self.ledger().submit_signed(env, &live, now_ms());
+        let r = {
+            let mut ledger = self.ledger();
+            let before = ledger.proposal_count();
+            ledger
+                .submit_signed(env, &live, now_ms())
+                .map(|_| ledger.proposal_count() > before)
+        };
         match r {
-            Ok(_) => true,
+            Ok(new) => new,
             Err(ProposalError::OpenedAt { .. }) if !attestations.is_empty() => {
                 let r = self.ledger().admit_final(env, attestations, &live);
                 match r {
@@ -449,8 +455,11 @@ impl Inner {
             let delta: GovDelta = from_dag_cbor(&reply).map_err(|e| {
                 TransportError::Other(format!("malformed /x0tta/gov/1 reply from {peer}: {e}"))
             })?;
-            taken += self.take(&delta).await;
-            if !delta.more || delta.is_empty() {
+            let new = self.take(&delta).await;
+            taken += new;
+            // Chain only while rounds bring something: a peer that always says "more" cannot
+            // keep this node verifying.
+            if !delta.more || new == 0 {
                 break;
             }
         }
@@ -723,7 +732,8 @@ async fn pull_loop(inner: std::sync::Weak<Inner>) {
         Some(i) => i.sync_interval.max(Duration::from_millis(10)),
         None => return,
     };
-    let mut tick = tokio::time::interval(period);
+    // The first exchange after one period: at start the node has no live neighbour yet.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

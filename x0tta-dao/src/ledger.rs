@@ -570,6 +570,11 @@ impl<V: Verifier> Ledger<V> {
             .collect()
     }
 
+    /// Number of proposals held.
+    pub fn proposal_count(&self) -> usize {
+        self.proposals.len()
+    }
+
     /// Every proposal held, the most recently opened first.
     pub fn proposals(&self) -> Vec<ContentId> {
         let mut all: Vec<(&ContentId, u64)> = self

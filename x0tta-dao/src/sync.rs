@@ -149,6 +149,14 @@ impl<V: Verifier> Ledger<V> {
         live: &Policy,
         now: u64,
     ) -> Result<ContentId, ProposalError> {
+        // A proposal held already (a gossip or sync duplicate) changes nothing: skip the
+        // signature check. Nothing of an unverified envelope is kept.
+        if let Ok(spec) = from_dag_cbor::<ProposalSpec>(&signed.payload)
+            && let Ok(id) = ContentId::of(&spec)
+            && self.proposals.contains_key(&id)
+        {
+            return Ok(id);
+        }
         let spec = self.open_proposal(signed)?;
         let id = self.submit(spec, live, now)?;
         if let Some(e) = self.proposals.get_mut(&id) {
@@ -249,9 +257,12 @@ impl<V: Verifier> Ledger<V> {
                 .map(|(id, e)| Held {
                     proposal: *id,
                     closed: e.closed.is_some(),
+                    // The equivocators' votes count as held: this ledger refuses them, so
+                    // a peer must not send them again every round.
                     items: e
                         .items()
                         .chain(e.attestations.signed())
+                        .chain(e.equivocators.values().flat_map(|ev| ev.votes.iter()))
                         .map(|s| signed_key(salt, s))
                         .chain(e.equivocators.values().map(|ev| evidence_key(salt, ev)))
                         .collect(),

@@ -120,6 +120,23 @@ fn a_ledger_that_missed_the_gossip_catches_up_from_one_peer_page_by_page() {
         "nothing left to send: {again:?}"
     );
 
+    // A peer that holds only the evidence is not sent the equivocator's vote it would refuse.
+    let mut evidence_only = Ledger::new(DaoPolicy::default(), v.stakes.clone(), v.ring.clone());
+    evidence_only
+        .submit_signed(&env, &Policy::default(), 0)
+        .unwrap();
+    let ev = full.evidence(&id).pop().unwrap();
+    assert_eq!(evidence_only.accept_evidence(&ev), EvidenceResult::Slashed);
+    let delta = full.delta(&evidence_only.digest(5), usize::MAX);
+    assert_eq!(delta.votes.len(), 11, "the honest votes only");
+    assert!(delta.evidence.is_empty());
+    assert!(
+        delta
+            .votes
+            .iter()
+            .all(|vote| &vote.signature.signer != v.signers[11].node_id())
+    );
+
     // A peer that closed the proposal is not sent votes it would refuse; a closed ledger
     // still serves its attestations.
     let mut closed = Ledger::new(DaoPolicy::default(), v.stakes.clone(), v.ring.clone());
@@ -354,9 +371,15 @@ async fn a_node_cut_off_during_voting_counts_every_vote_once_the_partition_heals
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    until("final everywhere", Duration::from_secs(8), || {
-        nodes.iter().all(|n| n.dao.finality(&id).is_some())
-    })
+    until(
+        "final and in force everywhere",
+        Duration::from_secs(8),
+        || {
+            nodes.iter().all(|n| {
+                n.dao.finality(&id).is_some() && n.live.current().thresholds.cpu_percent == 70.0
+            })
+        },
+    )
     .await;
     for n in &nodes {
         let f = n.dao.finality(&id).unwrap();
@@ -365,7 +388,6 @@ async fn a_node_cut_off_during_voting_counts_every_vote_once_the_partition_heals
             n.dao.disagreeing(&id).is_empty(),
             "no honest node looks Byzantine"
         );
-        assert_eq!(n.live.current().thresholds.cpu_percent, 70.0);
     }
     net.shutdown();
 }
@@ -424,5 +446,51 @@ async fn a_node_that_joins_after_the_decision_applies_it() {
     )
     .await;
     assert_eq!(joiner.dao.finality(&id), nodes[0].dao.finality(&id));
+    net.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_always_says_more_cannot_keep_a_node_verifying() {
+    let net = SimNetwork::new(13, SimConfig::default());
+    let (signers, ring, stakes) = shared(2);
+    let node = start(
+        &net,
+        signers[0].clone(),
+        ring.clone(),
+        stakes.clone(),
+        DaoPolicy {
+            sync_interval: Duration::from_secs(3600), // only the exchange below
+            ..sim_policy(0, 60_000)
+        },
+    )
+    .await;
+    // The peer answers every request with the same signed proposal and "more".
+    let peer = net.join(signers[1].node_id().clone()).unwrap();
+    let env = signed_proposal(
+        signers[1].as_ref(),
+        &EMERGENCY.replace("creator: node-0", "creator: node-1"),
+        x0tta_core::Timestamp::now().as_millis(),
+    );
+    let delta = GovDelta {
+        proposals: vec![env],
+        more: true,
+        ..GovDelta::default()
+    };
+    let mut served = peer.serve(x0tta_dao::GOV_PROTOCOL).await.unwrap();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Some(req) = served.recv().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            req.respond(to_dag_cbor(&delta).unwrap());
+        }
+    });
+    let taken = node.dao.sync_with(signers[1].node_id()).await.unwrap();
+    assert_eq!(taken, 1, "the proposal, once");
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "a round that brings nothing new ends the exchange"
+    );
     net.shutdown();
 }
