@@ -23,9 +23,13 @@ use axum::{Json, Router};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use x0tta_core::config::NodeConfig;
-use x0tta_core::{ContentId, Governance, KnowledgeStore, NodeHandle, Timestamp, Vote, VoteOutcome};
-use x0tta_dao::{Change, Dao, ProposalSpec};
+use x0tta_core::{
+    ContentId, Governance, GovernanceError, KnowledgeStore, NodeHandle, Timestamp, Vote,
+    VoteOutcome,
+};
+use x0tta_dao::{Change, Dao, EffectError, ProposalSpec};
 
 /// Largest request body, bytes.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -133,7 +137,9 @@ async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response 
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given.map(str::trim) != Some(&*s.token) {
+        // Constant time: the comparison does not tell how much of a guess was right.
+        let ok = given.is_some_and(|g| bool::from(g.trim().as_bytes().ct_eq(s.token.as_bytes())));
+        if !ok {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "this call changes state: send the node's API token (<storage>/api.token) as `Authorization: Bearer <token>`",
@@ -144,7 +150,7 @@ async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response 
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the request timed out").into_response()
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the request timed out").into_response()
         }
     }
 }
@@ -281,7 +287,7 @@ async fn propose(State(s): State<ApiState>, body: String) -> Response {
             Json(serde_json::json!({ "id": id.to_string() })),
         )
             .into_response(),
-        Err(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+        Err(e) => governance_error(e),
     }
 }
 
@@ -323,8 +329,17 @@ async fn vote(
         }
         Ok(other) => ApiError::new(StatusCode::CONFLICT, format!("vote not counted: {other:?}"))
             .into_response(),
-        Err(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
+        Err(e) => governance_error(e),
     }
+}
+
+/// Refused input is the caller's (422); anything else is the node's (500).
+fn governance_error(e: GovernanceError) -> Response {
+    let code = match e {
+        GovernanceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(code, e.to_string()).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -360,10 +375,15 @@ async fn effectiveness(
             "summary": r.to_string(),
         }))
         .into_response(),
-        Err(e @ x0tta_dao::EffectError::UnknownProposal) => {
-            ApiError::new(StatusCode::NOT_FOUND, e.to_string()).into_response()
+        Err(e) => {
+            let code = match e {
+                EffectError::UnknownProposal => StatusCode::NOT_FOUND,
+                EffectError::NotApplied => StatusCode::CONFLICT,
+                EffectError::NoMetric(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::new(code, e.to_string()).into_response()
         }
-        Err(e) => ApiError::new(StatusCode::CONFLICT, e.to_string()).into_response(),
     }
 }
 

@@ -19,10 +19,11 @@ use x0tta_core::{
 };
 
 use crate::{
-    AttestationResult, ByzantineDetector, Change, DaoPolicy, EffectError, EffectivenessReport,
-    Equivocation, EvidenceResult, FinalTally, GOV_PROTOCOL, GovDelta, GovDigest, Ledger, Offence,
-    PARAMETERS, Phase, ProposalError, ProposalSpec, REPLY_BUDGET, Refusal, SignedAttestation,
-    TallyAttestation, Target, Track, VoteBody, VoteResult, sign_attestation, sign_vote,
+    AttestationRefusal, AttestationResult, ByzantineDetector, Change, DaoPolicy, EffectError,
+    EffectivenessReport, Equivocation, EvidenceResult, FinalTally, GOV_PROTOCOL, GovDelta,
+    GovDigest, Ledger, Offence, PARAMETERS, Phase, ProposalError, ProposalSpec, REPLY_BUDGET,
+    Refusal, SignedAttestation, TallyAttestation, Target, Track, VoteBody, VoteResult,
+    sign_attestation, sign_vote,
 };
 
 /// Capacity of the decisions channel; slow receivers lose the oldest.
@@ -431,6 +432,8 @@ impl Inner {
                     );
                 }
             }
+            // Attestations of proposals awaiting proof here (late) or not arrived yet.
+            AttestationResult::Refused(AttestationRefusal::UnknownProposal) => {}
             AttestationResult::Refused(why) => tracing::warn!(
                 signer = %env.signature.signer,
                 ?why,
@@ -444,7 +447,9 @@ impl Inner {
     async fn sync_with(&self, peer: &NodeId) -> Result<usize, TransportError> {
         let mut taken = 0;
         for _ in 0..MAX_SYNC_ROUNDS {
-            let salt = SmallRng::seed_from_u64(now_ms() ^ self.seed()).random();
+            // Unpredictable, so no peer can prepare an item whose digest hides another.
+            let salt = getrandom::u64()
+                .unwrap_or_else(|_| SmallRng::seed_from_u64(now_ms() ^ self.seed()).random());
             let digest = self.ledger().digest(salt);
             let request = to_dag_cbor(&digest).map_err(|e| TransportError::Other(e.to_string()))?;
             let timeout = self.sync_interval.max(Duration::from_secs(1));
@@ -472,6 +477,15 @@ impl Inner {
         let mut taken = 0;
         for p in &delta.proposals {
             taken += usize::from(self.on_proposal(p, &delta.attestations));
+        }
+        // Proofs for late proposals gathered over several rounds.
+        let finals = self
+            .ledger()
+            .late_attestations(&delta.attestations, &self.live.current());
+        for f in finals {
+            tracing::info!(proposal = %f.proposal, passed = f.passed, "late proposal taken with its final tally");
+            self.announce(&f);
+            taken += 1;
         }
         for v in &delta.votes {
             taken += usize::from(self.on_vote(v).await);

@@ -67,6 +67,18 @@ impl TallyAttestation {
 
 type TallyKey = (u64, u64, u64, bool);
 
+/// Attestations by attester, as kept here and by late proposals awaiting proof.
+pub(crate) type ByAttester = BTreeMap<NodeId, (TallyAttestation, SignedAttestation)>;
+
+/// The tally attested by the most stake among `by`, with that stake.
+pub(crate) fn leading(by: &ByAttester, stakes: &BTreeMap<NodeId, u64>) -> Option<(TallyKey, u64)> {
+    let mut by_key: BTreeMap<TallyKey, u64> = BTreeMap::new();
+    for (attester, (a, _)) in by {
+        *by_key.entry(a.key()).or_default() += stakes.get(attester).copied().unwrap_or(0);
+    }
+    by_key.into_iter().max_by_key(|(_, s)| *s)
+}
+
 /// An attestation in its signed envelope, as it travels.
 pub type SignedAttestation = Envelope;
 
@@ -131,7 +143,7 @@ pub enum AttestationResult {
 /// The attestations of one proposal.
 #[derive(Debug, Default)]
 pub(crate) struct Attestations {
-    by: BTreeMap<NodeId, (TallyAttestation, SignedAttestation)>,
+    by: ByAttester,
     equivocators: BTreeMap<NodeId, [SignedAttestation; 2]>,
     finalized: Option<FinalTally>,
 }
@@ -144,16 +156,7 @@ impl Attestations {
 
     /// The tally attested by the most stake, with that stake.
     fn leading(&self, stakes: &BTreeMap<NodeId, u64>) -> Option<(TallyKey, u64)> {
-        let mut by_key: BTreeMap<TallyKey, u64> = BTreeMap::new();
-        for (attester, (a, _)) in &self.by {
-            *by_key.entry(a.key()).or_default() += stakes.get(attester).copied().unwrap_or(0);
-        }
-        by_key.into_iter().max_by_key(|(_, s)| *s)
-    }
-
-    /// The largest stake that attests one tally.
-    pub(crate) fn stake_by_tally(&self, stakes: &BTreeMap<NodeId, u64>) -> u64 {
-        self.leading(stakes).map_or(0, |(_, s)| s)
+        leading(&self.by, stakes)
     }
 }
 

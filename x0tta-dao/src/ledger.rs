@@ -133,7 +133,13 @@ pub enum Refusal {
     Superseded,
     /// The voter equivocated on this proposal; none of their votes count.
     Equivocator,
+    /// The voter already signed [`MAX_REVISIONS`] revisions of this vote.
+    TooManyRevisions,
 }
+
+/// Revisions of one voter's vote on one proposal a ledger keeps; more are refused (each is
+/// kept, and served to peers, so equivocation stays provable).
+pub const MAX_REVISIONS: usize = 16;
 
 /// What happened to a vote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +255,8 @@ pub struct Ledger<V> {
     pub(crate) verifier: V,
     pub(crate) proposals: BTreeMap<ContentId, Entry>,
     pub(crate) base_policy: BTreeMap<ContentId, Policy>,
+    /// Proposals too old to vote on, waiting for proof of finality (anti-entropy).
+    pub(crate) late: BTreeMap<ContentId, crate::sync::Late>,
 }
 
 impl<V: Verifier> Ledger<V> {
@@ -261,6 +269,7 @@ impl<V: Verifier> Ledger<V> {
             verifier,
             proposals: BTreeMap::new(),
             base_policy: BTreeMap::new(),
+            late: BTreeMap::new(),
         }
     }
 
@@ -292,7 +301,6 @@ impl<V: Verifier> Ledger<V> {
         live: &Policy,
         now: u64,
     ) -> Result<ContentId, ProposalError> {
-        spec.apply_to(live)?; // refuses stale, unknown or out-of-range changes now
         let skew = ms(self.policy.clock_skew);
         let opened_at = match spec.opened_at {
             None => now,
@@ -306,6 +314,9 @@ impl<V: Verifier> Ledger<V> {
             }
             Some(t) => return Err(ProposalError::OpenedAt { opened_at: t, now }),
         };
+        // After the opening check: a proposal too old to vote on is told apart (a late joiner
+        // may still take it with proof of finality) even when a later decision superseded it.
+        spec.apply_to(live)?; // refuses stale, unknown or out-of-range changes now
         let fee = self.policy.proposal_fee;
         let credits = self.credits(&spec.creator);
         if credits < fee {
@@ -414,6 +425,9 @@ impl<V: Verifier> Ledger<V> {
             return VoteResult::Refused(Refusal::UnknownProposal);
         };
         let revisions = e.seen.entry(body.voter.clone()).or_default();
+        if revisions.len() >= MAX_REVISIONS && !revisions.contains_key(&body.revision) {
+            return VoteResult::Refused(Refusal::TooManyRevisions);
+        }
         if let Some((held, held_signed)) = revisions.get(&body.revision) {
             if *held == body {
                 return VoteResult::Duplicate;

@@ -62,8 +62,10 @@ pub use finality::{
     sign_attestation,
 };
 pub use ledger::{
-    DaoPolicy, Equivocation, EvidenceResult, Ledger, Outcome, Phase, Refusal, SignedVote, Tally,
-    VoteBody, VoteResult, sign_vote, verify_evidence,
+    DaoPolicy, Equivocation, EvidenceResult, Ledger, MAX_REVISIONS, Outcome, Phase, Refusal,
+    SignedVote, Tally, VoteBody, VoteResult, sign_vote, verify_evidence,
 };
 pub use proposal::{Change, PARAMETERS, Parameter, ProposalError, ProposalSpec, Track};
-pub use sync::{GOV_PROTOCOL, GovDelta, GovDigest, Held, MAX_LISTED, REPLY_BUDGET};
+pub use sync::{
+    GOV_PROTOCOL, GovDelta, GovDigest, Held, MAX_DIGEST_ITEMS, MAX_LATE, MAX_LISTED, REPLY_BUDGET,
+};

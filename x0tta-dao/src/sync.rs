@@ -21,7 +21,7 @@
 //! it once attestations from more than 2/3 of the stake prove its final tally
 //! ([`Ledger::admit_final`]), and then applies the decision like everyone else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,10 +29,10 @@ use x0tta_core::{
     ContentId, Envelope, MAX_MESSAGE_BYTES, Policy, Verifier, contexts, from_dag_cbor,
 };
 
-use crate::finality::SignedAttestation;
+use crate::finality::{ByAttester, SignedAttestation, leading};
 use crate::ledger::{Entry, Equivocation, Ledger, Outcome, SignedVote, Tally};
 use crate::proposal::{ProposalError, ProposalSpec, Track};
-use crate::{AttestationResult, FinalTally};
+use crate::{FinalTally, TallyAttestation};
 
 /// The request-response protocol of governance anti-entropy.
 pub const GOV_PROTOCOL: &str = x0tta_core::protocols::GOV;
@@ -40,6 +40,20 @@ pub const GOV_PROTOCOL: &str = x0tta_core::protocols::GOV;
 pub const REPLY_BUDGET: usize = MAX_MESSAGE_BYTES / 2;
 /// Proposals one digest lists at most (the newest first); a responder reads no more.
 pub const MAX_LISTED: usize = 10_000;
+/// Item digests one request carries at most (about 450 KiB); older proposals beyond it are
+/// left out.
+pub const MAX_DIGEST_ITEMS: usize = 50_000;
+/// Proposals too old to vote on that may wait for their proof of finality at once.
+pub const MAX_LATE: usize = 64;
+
+/// A proposal too old to vote on, waiting for attestations from more than 2/3 of the stake.
+pub(crate) struct Late {
+    signed: Envelope,
+    spec: ProposalSpec,
+    opened_at: u64,
+    /// Verified attestations, per attester.
+    attestations: ByAttester,
+}
 
 /// What a requester holds: sent on `/x0tta/gov/1`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,10 +195,12 @@ impl<V: Verifier> Ledger<V> {
     }
 
     /// Takes a proposal too old to be opened here ([`ProposalError::OpenedAt`]) once it is
-    /// proven final: `attestations` (any mix; those of other proposals are ignored) must
-    /// include ones from more than 2/3 of the stake that agree on one tally. The proposal is
-    /// then held closed with that tally, and a passed one's policy is
-    /// [`Ledger::policy_of`] it. Nothing is kept when the proof falls short.
+    /// proven final: attestations from more than 2/3 of the stake that agree on one tally.
+    /// Until then the proposal waits aside (never open to votes), with the attestations of
+    /// it verified so far; more arrive through [`Ledger::late_attestations`] (a proof larger
+    /// than one sync reply is gathered over several). Once proven, it is held closed with that
+    /// tally; a passed one's policy is [`Ledger::policy_of`] it, unless its changes no longer
+    /// apply to `live` (a decision superseded since: nothing to put in force).
     pub fn admit_final(
         &mut self,
         signed: &Envelope,
@@ -192,7 +208,6 @@ impl<V: Verifier> Ledger<V> {
         live: &Policy,
     ) -> Result<FinalTally, ProposalError> {
         let spec = self.open_proposal(signed)?;
-        spec.apply_to(live)?;
         let id = ContentId::of(&spec).map_err(|e| ProposalError::Invalid(e.to_string()))?;
         if let Some(f) = self.finality(&id) {
             return Ok(f.clone());
@@ -202,27 +217,94 @@ impl<V: Verifier> Ledger<V> {
                 "the proposal is already held here and not final yet".into(),
             ));
         }
-        let opened_at = spec.opened_at.unwrap_or(spec.timestamp);
-        self.insert_entry(id, spec, opened_at, live.clone());
-        let mut last = None;
-        for a in attestations {
-            if let AttestationResult::Counted(Some(f)) = self.attest(a) {
-                last = Some(f);
+        if !self.late.contains_key(&id) {
+            if self.late.len() >= MAX_LATE {
+                return Err(ProposalError::Invalid(format!(
+                    "{MAX_LATE} late proposals already await proof"
+                )));
             }
+            let opened_at = spec.opened_at.unwrap_or(spec.timestamp);
+            self.late.insert(
+                id,
+                Late {
+                    signed: signed.clone(),
+                    spec,
+                    opened_at,
+                    attestations: BTreeMap::new(),
+                },
+            );
         }
-        let Some(f) = last.or_else(|| self.finality(&id).cloned()) else {
-            let attesting: u64 = self
-                .proposals
-                .get(&id)
-                .map(|e| e.attestations.stake_by_tally(&self.stakes))
-                .unwrap_or(0);
-            self.remove_entry(&id);
-            return Err(ProposalError::Unproven {
-                attesting_stake: attesting,
-                total_stake: self.stakes.values().sum(),
-            });
+        self.feed_late(&id, attestations, live)
+    }
+
+    /// Adds attestations to the late proposals they are about ([`Ledger::admit_final`]);
+    /// returns the tallies of those now proven final.
+    pub fn late_attestations(
+        &mut self,
+        attestations: &[SignedAttestation],
+        live: &Policy,
+    ) -> Vec<FinalTally> {
+        if self.late.is_empty() {
+            return Vec::new();
+        }
+        let about: BTreeSet<ContentId> = attestations
+            .iter()
+            .filter_map(|a| from_dag_cbor::<TallyAttestation>(&a.payload).ok())
+            .map(|b| b.proposal)
+            .filter(|p| self.late.contains_key(p))
+            .collect();
+        about
+            .into_iter()
+            .filter_map(|id| self.feed_late(&id, attestations, live).ok())
+            .collect()
+    }
+
+    fn feed_late(
+        &mut self,
+        id: &ContentId,
+        attestations: &[SignedAttestation],
+        live: &Policy,
+    ) -> Result<FinalTally, ProposalError> {
+        let total: u64 = self.stakes.values().sum();
+        let Some(late) = self.late.get_mut(id) else {
+            return Err(ProposalError::Invalid("not a late proposal".into()));
         };
-        let quorum = match self.proposals.get(&id).map(|e| e.spec.track) {
+        for a in attestations {
+            // Cheap checks first: only this proposal's, new attesters with stake, then the
+            // signature.
+            let Ok(body) = from_dag_cbor::<TallyAttestation>(&a.payload) else {
+                continue;
+            };
+            if body.proposal != *id
+                || body.attester != a.signature.signer
+                || late.attestations.contains_key(&body.attester)
+                || self.stakes.get(&body.attester).copied().unwrap_or(0) == 0
+                || a.open(&self.verifier, contexts::TALLY).is_err()
+            {
+                continue;
+            }
+            late.attestations
+                .insert(body.attester.clone(), (body, a.clone()));
+        }
+        let leading = leading(&late.attestations, &self.stakes).map_or(0, |(_, s)| s);
+        if u128::from(leading) * 3 <= u128::from(total) * 2 {
+            return Err(ProposalError::Unproven {
+                attesting_stake: leading,
+                total_stake: total,
+            });
+        }
+        let Some(late) = self.late.remove(id) else {
+            return Err(ProposalError::Invalid("not a late proposal".into()));
+        };
+        self.insert_entry(*id, late.spec, late.opened_at, live.clone());
+        for (_, a) in late.attestations.values() {
+            self.attest(a);
+        }
+        let Some(f) = self.finality(id).cloned() else {
+            self.remove_entry(id);
+            return Err(ProposalError::Invalid("attestations disagree".into()));
+        };
+        let quorum = match self.proposals.get(id).map(|e| e.spec.track) {
             Some(Track::Emergency) => self.policy().emergency_quorum,
             _ => self.policy().quorum,
         };
@@ -235,11 +317,15 @@ impl<V: Verifier> Ledger<V> {
                 && f.participating_stake as f64 / f.total_stake as f64 >= quorum,
             passed: f.passed,
         };
-        self.charge_fee(&signed.signature.signer);
-        let policy = if f.passed { self.policy_of(&id) } else { None };
-        if let Some(e) = self.proposals.get_mut(&id) {
-            e.signed = Some(signed.clone());
-            e.closed = Some(Outcome { id, tally, policy });
+        self.charge_fee(&late.signed.signature.signer);
+        let policy = if f.passed { self.policy_of(id) } else { None };
+        if let Some(e) = self.proposals.get_mut(id) {
+            e.signed = Some(late.signed);
+            e.closed = Some(Outcome {
+                id: *id,
+                tally,
+                policy,
+            });
         }
         Ok(f)
     }
@@ -250,25 +336,42 @@ impl<V: Verifier> Ledger<V> {
         let mut entries: Vec<(&ContentId, &Entry)> = self.proposals.iter().collect();
         entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.opened_at));
         entries.truncate(MAX_LISTED);
-        GovDigest {
-            salt,
-            proposals: entries
-                .into_iter()
-                .map(|(id, e)| Held {
-                    proposal: *id,
-                    closed: e.closed.is_some(),
-                    // The equivocators' votes count as held: this ledger refuses them, so
-                    // a peer must not send them again every round.
-                    items: e
-                        .items()
-                        .chain(e.attestations.signed())
-                        .chain(e.equivocators.values().flat_map(|ev| ev.votes.iter()))
-                        .map(|s| signed_key(salt, s))
-                        .chain(e.equivocators.values().map(|ev| evidence_key(salt, ev)))
-                        .collect(),
-                })
-                .collect(),
+        // Late proposals awaiting proof: held, closed to votes, with the attestations so far.
+        let mut proposals: Vec<Held> = self
+            .late
+            .iter()
+            .map(|(id, l)| Held {
+                proposal: *id,
+                closed: true,
+                items: l
+                    .attestations
+                    .values()
+                    .map(|(_, a)| signed_key(salt, a))
+                    .collect(),
+            })
+            .collect();
+        let mut listed: usize = proposals.iter().map(|h| h.items.len()).sum();
+        for (id, e) in entries {
+            // The equivocators' votes count as held: this ledger refuses them, so a peer
+            // must not send them again every round.
+            let items: Vec<u64> = e
+                .items()
+                .chain(e.attestations.signed())
+                .chain(e.equivocators.values().flat_map(|ev| ev.votes.iter()))
+                .map(|s| signed_key(salt, s))
+                .chain(e.equivocators.values().map(|ev| evidence_key(salt, ev)))
+                .collect();
+            listed += items.len() + 1;
+            if listed > MAX_DIGEST_ITEMS {
+                break;
+            }
+            proposals.push(Held {
+                proposal: *id,
+                closed: e.closed.is_some(),
+                items,
+            });
         }
+        GovDigest { salt, proposals }
     }
 
     /// The signed items a peer that sent `theirs` lacks, up to `budget` bytes (at least one
@@ -291,13 +394,21 @@ impl<V: Verifier> Ledger<V> {
             let (closed, items) = match held.get(id) {
                 Some(h) => (h.0, &h.1),
                 None => {
-                    // A proposal they lack: useless to them without its signed envelope.
+                    // A proposal they lack: useless to them without its signed envelope. Its
+                    // attestations go first (a late joiner takes a closed proposal on their
+                    // proof alone), votes only while it is open here.
                     let Some(signed) = &e.signed else { continue };
                     if !f.fits(size(signed)) {
                         return f.delta;
                     }
                     f.delta.proposals.push(signed.clone());
-                    (false, &none.1)
+                    for a in e.attestations.signed() {
+                        if !f.fits(size(a)) {
+                            return f.delta;
+                        }
+                        f.delta.attestations.push(a.clone());
+                    }
+                    (e.closed.is_some(), &none.1)
                 }
             };
             if !closed {
@@ -317,6 +428,9 @@ impl<V: Verifier> Ledger<V> {
                     return f.delta;
                 }
                 f.delta.evidence.push(ev.clone());
+            }
+            if !held.contains_key(id) {
+                continue; // attestations already sent above
             }
             for a in e
                 .attestations

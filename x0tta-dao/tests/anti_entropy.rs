@@ -203,18 +203,22 @@ fn a_late_joiner_takes_a_finished_proposal_only_with_proof_from_two_thirds_of_th
         ),
         "{err}"
     );
-    assert!(joiner.spec(&id).is_none(), "nothing kept without proof");
+    assert!(
+        joiner.spec(&id).is_none(),
+        "not held, and not open to votes"
+    );
 
-    // Through a sync: the full ledger sends the proposal and every attestation.
-    full.attest(&attestations[0]);
-    for a in &attestations[1..9] {
+    // Through a sync: the joiner lists the attestations it gathered, the full ledger sends
+    // the one it lacks.
+    for a in &attestations[..9] {
         full.attest(a);
     }
     let delta = full.delta(&joiner.digest(3), usize::MAX);
-    assert_eq!(delta.proposals.len(), 1);
-    let f = joiner
-        .admit_final(&delta.proposals[0], &delta.attestations, &Policy::default())
-        .unwrap();
+    assert!(delta.proposals.is_empty(), "the joiner holds it aside");
+    assert_eq!(delta.attestations.len(), 1, "only the missing attestation");
+    let finals = joiner.late_attestations(&delta.attestations, &Policy::default());
+    assert_eq!(finals.len(), 1);
+    let f = finals[0].clone();
     assert!(f.passed);
     assert_eq!(Some(&f), full.finality(&id));
     assert_eq!(joiner.outcome(&id).unwrap().tally, outcome.tally);
@@ -229,6 +233,95 @@ fn a_late_joiner_takes_a_finished_proposal_only_with_proof_from_two_thirds_of_th
             VoteResult::Refused(_)
         ),
         "closed to votes"
+    );
+
+    // A proof gathered over several small replies.
+    let mut paged = late();
+    let mut rounds = 0;
+    let f = loop {
+        rounds += 1;
+        let delta = full.delta(&paged.digest(rounds), 8_000);
+        if let Some(p) = delta.proposals.first() {
+            match paged.admit_final(p, &delta.attestations, &Policy::default()) {
+                Ok(f) => break f,
+                Err(ProposalError::Unproven { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        if let Some(f) = paged
+            .late_attestations(&delta.attestations, &Policy::default())
+            .pop()
+        {
+            break f;
+        }
+        assert!(rounds < 20, "the proof never completes");
+    };
+    assert!(rounds > 2, "{rounds} rounds");
+    assert_eq!(Some(&f), full.finality(&id));
+
+    // Another proposal's proof proves nothing about this one.
+    let other = signed_proposal(
+        &v.signers[0],
+        &EMERGENCY.replace("proposed: 70", "proposed: 75"),
+        0,
+    );
+    let err = late()
+        .admit_final(&other, &attestations, &Policy::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProposalError::Unproven {
+                attesting_stake: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Superseded here already (the joiner runs cpu 70): final, with nothing to put in force.
+    let mut newer = Policy::default();
+    newer.thresholds.cpu_percent = 70.0;
+    let mut superseded = late();
+    assert!(matches!(
+        superseded.submit_signed(&env, &newer, now),
+        Err(ProposalError::OpenedAt { .. })
+    ));
+    let f = superseded.admit_final(&env, &attestations, &newer).unwrap();
+    assert!(f.passed);
+    assert_eq!(superseded.policy_of(&id), None);
+}
+
+#[test]
+fn a_voter_cannot_grow_every_digest_with_endless_revisions() {
+    let v = common::voters(2);
+    let mut ledger = Ledger::new(DaoPolicy::default(), v.stakes.clone(), v.ring.clone());
+    let env = signed_proposal(&v.signers[0], EMERGENCY, 0);
+    let id = ledger.submit_signed(&env, &Policy::default(), 0).unwrap();
+    let revision = |r: u32| {
+        let body = VoteBody {
+            proposal: id,
+            voter: v.signers[1].node_id().clone(),
+            votes: 1 + r % 5,
+            support: true,
+            revision: r,
+            signed_at: 1_000,
+        };
+        sign_vote(&v.signers[1], &body).unwrap()
+    };
+    for r in 0..x0tta_dao::MAX_REVISIONS as u32 {
+        assert!(matches!(
+            ledger.vote(&revision(r), 1_000),
+            VoteResult::Counted { .. }
+        ));
+    }
+    assert_eq!(
+        ledger.vote(&revision(99), 1_000),
+        VoteResult::Refused(x0tta_dao::Refusal::TooManyRevisions)
+    );
+    assert_eq!(
+        ledger.digest(1).proposals[0].items.len(),
+        x0tta_dao::MAX_REVISIONS
     );
 }
 
