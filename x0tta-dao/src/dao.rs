@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{broadcast, mpsc};
 use x0tta_core::{
     ContentId, Decision, Envelope, Governance, GovernanceError, InboundRequest, KnowledgeStore,
@@ -66,6 +64,23 @@ fn now_ms() -> u64 {
     Timestamp::now().as_millis()
 }
 
+/// A gossiped message, or `None` (logged) when it is malformed.
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Option<T> {
+    let decoded = from_dag_cbor(payload);
+    if decoded.is_err() {
+        tracing::warn!("malformed {what} refused");
+    }
+    decoded.ok()
+}
+
+/// A random number from the OS (the clock if the OS has none): digest salts, peer choice.
+fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        (Timestamp::now().as_millis() ^ u64::from(std::process::id()))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    })
+}
+
 impl Dao {
     /// Starts governance for the node that `signer` signs as: subscribes to the proposal and
     /// vote topics and closes proposals at their deadline. `verifier` must know every voter's
@@ -120,39 +135,35 @@ impl Dao {
             loop {
                 tokio::select! {
                     m = proposals.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
-                            Ok(env) => {
+                        (Some(m), Some(inner)) => {
+                            if let Some(env) = decode::<Envelope>(&m.payload, "proposal") {
                                 inner.on_proposal(&env, &[]);
                             }
-                            Err(_) => tracing::warn!("malformed proposal refused"),
-                        },
+                        }
                         _ => break,
                     },
                     m = votes.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
-                            Ok(env) => {
+                        (Some(m), Some(inner)) => {
+                            if let Some(env) = decode::<Envelope>(&m.payload, "vote") {
                                 inner.on_vote(&env).await;
                             }
-                            Err(_) => tracing::warn!("malformed vote refused"),
-                        },
+                        }
                         _ => break,
                     },
                     m = evidence.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => match from_dag_cbor::<Equivocation>(&m.payload) {
-                            Ok(ev) => {
+                        (Some(m), Some(inner)) => {
+                            if let Some(ev) = decode::<Equivocation>(&m.payload, "evidence") {
                                 inner.on_evidence(&ev);
                             }
-                            Err(_) => tracing::warn!("malformed evidence refused"),
-                        },
+                        }
                         _ => break,
                     },
                     m = attestations.next() => match (m, weak.upgrade()) {
-                        (Some(m), Some(inner)) => match from_dag_cbor::<Envelope>(&m.payload) {
-                            Ok(env) => {
+                        (Some(m), Some(inner)) => {
+                            if let Some(env) = decode::<Envelope>(&m.payload, "tally attestation") {
                                 inner.on_attestation(&env);
                             }
-                            Err(_) => tracing::warn!("malformed tally attestation refused"),
-                        },
+                        }
                         _ => break,
                     },
                     _ = tick.tick() => match weak.upgrade() {
@@ -337,8 +348,7 @@ impl Inner {
                 let r = self.ledger().admit_final(env, attestations, &live);
                 match r {
                     Ok(f) => {
-                        tracing::info!(proposal = %f.proposal, passed = f.passed, "late proposal taken with its final tally");
-                        self.announce(&f);
+                        self.took_late(&f);
                         true
                     }
                     Err(e) => {
@@ -448,9 +458,7 @@ impl Inner {
         let mut taken = 0;
         for _ in 0..MAX_SYNC_ROUNDS {
             // Unpredictable, so no peer can prepare an item whose digest hides another.
-            let salt = getrandom::u64()
-                .unwrap_or_else(|_| SmallRng::seed_from_u64(now_ms() ^ self.seed()).random());
-            let digest = self.ledger().digest(salt);
+            let digest = self.ledger().digest(random_u64());
             let request = to_dag_cbor(&digest).map_err(|e| TransportError::Other(e.to_string()))?;
             let timeout = self.sync_interval.max(Duration::from_secs(1));
             let reply = self
@@ -483,8 +491,7 @@ impl Inner {
             .ledger()
             .late_attestations(&delta.attestations, &self.live.current());
         for f in finals {
-            tracing::info!(proposal = %f.proposal, passed = f.passed, "late proposal taken with its final tally");
-            self.announce(&f);
+            self.took_late(&f);
             taken += 1;
         }
         for v in &delta.votes {
@@ -499,14 +506,10 @@ impl Inner {
         taken
     }
 
-    /// A per-node seed for salts and peer choice (mixed with the clock at each use).
-    fn seed(&self) -> u64 {
-        self.me
-            .as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            })
+    /// A late proposal proven final here: its decision goes to the node's loop.
+    fn took_late(&self, f: &FinalTally) {
+        tracing::info!(proposal = %f.proposal, passed = f.passed, "late proposal taken with its final tally");
+        self.announce(f);
     }
 
     /// A random live neighbour, if any.
@@ -522,7 +525,7 @@ impl Inner {
         if live.is_empty() {
             return None;
         }
-        let i = SmallRng::seed_from_u64(now_ms() ^ self.seed()).random_range(0..live.len());
+        let i = usize::try_from(random_u64() % live.len() as u64).unwrap_or(0);
         live.into_iter().nth(i)
     }
 
@@ -682,20 +685,16 @@ impl Governance for Dao {
         };
         // A final tally (> 2/3 of the stake attested it) decides, even before this node's own
         // close has run.
-        let phase = match (
-            ledger.finality(id),
-            ledger.outcome(id),
-            ledger.phase(id, now_ms()),
-        ) {
-            (Some(f), _, _) if f.passed => CorePhase::Executed,
-            (Some(_), _, _) => CorePhase::Rejected,
-            (None, o, p) => match (o, p) {
-                (Some(o), _) if o.tally.passed => CorePhase::Executed,
-                (Some(_), _) => CorePhase::Rejected,
-                (None, Some(Phase::Discussion)) => CorePhase::Discussion,
-                (None, Some(Phase::Voting)) => CorePhase::Voting,
-                (None, _) => CorePhase::Tallied,
-            },
+        let decided = ledger
+            .finality(id)
+            .map(|f| f.passed)
+            .or_else(|| ledger.outcome(id).map(|o| o.tally.passed));
+        let phase = match (decided, ledger.phase(id, now_ms())) {
+            (Some(true), _) => CorePhase::Executed,
+            (Some(false), _) => CorePhase::Rejected,
+            (None, Some(Phase::Discussion)) => CorePhase::Discussion,
+            (None, Some(Phase::Voting)) => CorePhase::Voting,
+            (None, _) => CorePhase::Tallied,
         };
         Ok(Some(ProposalState {
             proposal: Proposal {

@@ -62,6 +62,16 @@ impl Default for DaoPolicy {
     }
 }
 
+impl DaoPolicy {
+    /// The quorum of a track.
+    pub fn quorum_of(&self, track: Track) -> f64 {
+        match track {
+            Track::Standard => self.quorum,
+            Track::Emergency => self.emergency_quorum,
+        }
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
@@ -522,10 +532,7 @@ impl<V: Verifier> Ledger<V> {
                 t.votes_against += u64::from(body.votes);
             }
         }
-        let quorum = match e.spec.track {
-            Track::Standard => self.policy.quorum,
-            Track::Emergency => self.policy.emergency_quorum,
-        };
+        let quorum = self.policy.quorum_of(e.spec.track);
         t.quorum_reached =
             total_stake > 0 && t.participating_stake as f64 / total_stake as f64 >= quorum;
         let cast = t.votes_for + t.votes_against;

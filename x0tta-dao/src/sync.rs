@@ -31,7 +31,7 @@ use x0tta_core::{
 
 use crate::finality::{ByAttester, SignedAttestation, leading};
 use crate::ledger::{Entry, Equivocation, Ledger, Outcome, SignedVote, Tally};
-use crate::proposal::{ProposalError, ProposalSpec, Track};
+use crate::proposal::{ProposalError, ProposalSpec};
 use crate::{FinalTally, TallyAttestation};
 
 /// The request-response protocol of governance anti-entropy.
@@ -135,12 +135,19 @@ struct Filler {
 }
 
 impl Filler {
-    fn fits(&mut self, bytes: usize) -> bool {
+    /// Adds `item` of `bytes` to the list `list` picks, unless the budget is spent.
+    fn put<T: Clone>(
+        &mut self,
+        bytes: usize,
+        item: &T,
+        list: fn(&mut GovDelta) -> &mut Vec<T>,
+    ) -> bool {
         if self.used > 0 && self.used + bytes > self.budget {
             self.delta.more = true;
             return false;
         }
         self.used += bytes;
+        list(&mut self.delta).push(item.clone());
         true
     }
 }
@@ -304,10 +311,9 @@ impl<V: Verifier> Ledger<V> {
             self.remove_entry(id);
             return Err(ProposalError::Invalid("attestations disagree".into()));
         };
-        let quorum = match self.proposals.get(id).map(|e| e.spec.track) {
-            Some(Track::Emergency) => self.policy().emergency_quorum,
-            _ => self.policy().quorum,
-        };
+        let quorum = self.proposals.get(id).map_or(self.policy().quorum, |e| {
+            self.policy().quorum_of(e.spec.track)
+        });
         let tally = Tally {
             votes_for: f.votes_for,
             votes_against: f.votes_against,
@@ -389,58 +395,40 @@ impl<V: Verifier> Ledger<V> {
             used: 0,
             budget,
         };
-        let none = (false, HashSet::new());
+        let empty = HashSet::new();
         for (id, e) in &self.proposals {
             let (closed, items) = match held.get(id) {
-                Some(h) => (h.0, &h.1),
+                Some((closed, items)) => (*closed, items),
                 None => {
-                    // A proposal they lack: useless to them without its signed envelope. Its
-                    // attestations go first (a late joiner takes a closed proposal on their
-                    // proof alone), votes only while it is open here.
+                    // A proposal they lack: useless to them without its signed envelope.
                     let Some(signed) = &e.signed else { continue };
-                    if !f.fits(size(signed)) {
+                    if !f.put(size(signed), signed, |d| &mut d.proposals) {
                         return f.delta;
                     }
-                    f.delta.proposals.push(signed.clone());
-                    for a in e.attestations.signed() {
-                        if !f.fits(size(a)) {
-                            return f.delta;
-                        }
-                        f.delta.attestations.push(a.clone());
-                    }
-                    (e.closed.is_some(), &none.1)
+                    (e.closed.is_some(), &empty)
                 }
             };
-            if !closed {
-                for v in e.items().filter(|v| !items.contains(&signed_key(salt, v))) {
-                    if !f.fits(size(v)) {
-                        return f.delta;
-                    }
-                    f.delta.votes.push(v.clone());
-                }
-            }
-            for ev in e
-                .equivocators
-                .values()
-                .filter(|ev| !items.contains(&evidence_key(salt, ev)))
-            {
-                if !f.fits(size(&ev.votes[0]) + size(&ev.votes[1])) {
+            // Attestations first: a late joiner takes a closed proposal on their proof alone.
+            for a in e.attestations.signed() {
+                if !items.contains(&signed_key(salt, a))
+                    && !f.put(size(a), a, |d| &mut d.attestations)
+                {
                     return f.delta;
                 }
-                f.delta.evidence.push(ev.clone());
             }
-            if !held.contains_key(id) {
-                continue; // attestations already sent above
-            }
-            for a in e
-                .attestations
-                .signed()
-                .filter(|a| !items.contains(&signed_key(salt, a)))
-            {
-                if !f.fits(size(a)) {
+            // Votes only while the peer still counts them.
+            for v in e.items().filter(|_| !closed) {
+                if !items.contains(&signed_key(salt, v)) && !f.put(size(v), v, |d| &mut d.votes) {
                     return f.delta;
                 }
-                f.delta.attestations.push(a.clone());
+            }
+            for ev in e.equivocators.values() {
+                let bytes = size(&ev.votes[0]) + size(&ev.votes[1]);
+                if !items.contains(&evidence_key(salt, ev))
+                    && !f.put(bytes, ev, |d| &mut d.evidence)
+                {
+                    return f.delta;
+                }
             }
         }
         f.delta
