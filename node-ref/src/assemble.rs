@@ -74,6 +74,18 @@ fn dao_setup(
     Ok((policy, stakes))
 }
 
+/// The node identity in `identity.key_dir` (Ed25519 + ML-DSA-65 + ML-KEM-768), created on first
+/// use.
+pub(crate) fn load_identity(cfg: &NodeConfig) -> Result<NodeIdentity> {
+    let id = &cfg.node_config.identity;
+    let spiffe: SpiffeId = id
+        .spiffe_id()
+        .parse()
+        .context("node_config.identity (name and trust_domain form the SPIFFE id)")?;
+    NodeIdentity::load_or_generate(&id.key_dir, &spiffe)
+        .with_context(|| format!("node identity in {}", id.key_dir.display()))
+}
+
 /// Builds the reference node described by `cfg` (loaded from `config_path`).
 ///
 /// The identity is `identity.key_dir` (Ed25519 + ML-DSA-65 + ML-KEM-768, created on first
@@ -85,13 +97,7 @@ fn dao_setup(
 /// PQ-authenticated links.
 pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
     let n = &cfg.node_config;
-    let spiffe: SpiffeId = n
-        .identity
-        .spiffe_id()
-        .parse()
-        .context("node_config.identity (name and trust_domain form the SPIFFE id)")?;
-    let identity = NodeIdentity::load_or_generate(&n.identity.key_dir, &spiffe)
-        .with_context(|| format!("node identity in {}", n.identity.key_dir.display()))?;
+    let identity = load_identity(cfg)?;
     let signer: Arc<dyn Signer> = Arc::new(identity.clone());
     let mesh = start_mesh(&identity, cfg).await?;
 

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use x0tta_core::config::NodeConfig;
-use x0tta_pqc::{NodeIdentity, SpiffeId};
 
 /// The plan templates every new node starts with (the files in `examples/plans/`).
 pub(crate) const DEFAULT_PLANS: [(&str, &str); 4] = [
@@ -114,13 +113,7 @@ pub(crate) fn init(
             }
         }
     }
-    let spiffe: SpiffeId = n
-        .identity
-        .spiffe_id()
-        .parse()
-        .context("node_config.identity (name and trust_domain form the SPIFFE id)")?;
-    let identity = NodeIdentity::load_or_generate(&n.identity.key_dir, &spiffe)
-        .with_context(|| format!("keys in {}", n.identity.key_dir.display()))?;
+    let identity = crate::assemble::load_identity(&cfg)?;
     let token = crate::api::token_path(&cfg);
     crate::api::ensure_token(&token)?;
     println!("wrote {}", config.display());

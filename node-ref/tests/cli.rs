@@ -793,14 +793,21 @@ fn lan_node(dir: &std::path::Path, name: &str) -> String {
         .to_string()
 }
 
+/// Writes node `name`'s configuration: every id in `ids` but `me` votes with stake 100.
 fn lan_config(
     dir: &std::path::Path,
     name: &str,
-    others: &[&str],
+    ids: &[String],
+    me: usize,
     bootstrap: Option<&std::path::Path>,
 ) {
     let cfg = dir.join(name).join("node.yaml");
-    let voters: Vec<String> = others.iter().map(|id| format!("\"{id}\": 100")).collect();
+    let voters: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != me)
+        .map(|(_, id)| format!("\"{id}\": 100"))
+        .collect();
     let mut yaml = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("cycle: 60s", "cycle: 200ms")
@@ -849,13 +856,7 @@ fn three_nodes_vote_over_the_mesh_and_all_apply_the_policy() {
     let names = ["a", "b", "c"];
     let ids: Vec<String> = names.iter().map(|n| lan_node(dir, n)).collect();
     for (i, n) in names.iter().enumerate() {
-        let others: Vec<&str> = ids
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        lan_config(dir, n, &others, None);
+        lan_config(dir, n, &ids, i, None);
     }
     let mut children = vec![run_node(dir, "a")];
     // b and c bootstrap from a's first listen address.
@@ -875,13 +876,7 @@ fn three_nodes_vote_over_the_mesh_and_all_apply_the_policy() {
     let boot = dir.join("nodes.json");
     std::fs::write(&boot, format!("[\"{a_addr}\"]")).unwrap();
     for (i, n) in names.iter().enumerate().skip(1) {
-        let others: Vec<&str> = ids
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        lan_config(dir, n, &others, Some(&boot));
+        lan_config(dir, n, &ids, i, Some(&boot));
         children.push(run_node(dir, n));
     }
     let deadline = Instant::now() + Duration::from_secs(30);

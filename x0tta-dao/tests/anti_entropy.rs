@@ -20,7 +20,7 @@ use x0tta_dao::{
     TallyAttestation, VoteBody, VoteResult, sign_attestation, sign_vote,
 };
 use x0tta_mesh::sim::{SimConfig, SimNetwork};
-use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
+use x0tta_pqc::{KeyRing, MlDsa65Signer};
 
 const EMERGENCY: &str = "proposal_id: lower-cpu\ntitle: Lower the CPU threshold\nchanges: [{parameter: cpu_threshold, current: 90, proposed: 70}]\ncreator: node-0\ntimestamp: 0\ntrack: emergency\n";
 const MINUTE: u64 = 60_000;
@@ -356,22 +356,27 @@ async fn start(
 }
 
 fn shared(n: usize) -> (Vec<Arc<MlDsa65Signer>>, Arc<KeyRing>, BTreeMap<NodeId, u64>) {
-    let signers: Vec<Arc<MlDsa65Signer>> = (0..n)
-        .map(|i| {
-            Arc::new(MlDsa65Signer::new(
-                NodeId::new(format!("node-{i}")).unwrap(),
-                MlDsa65Keypair::generate(),
-            ))
-        })
-        .collect();
-    let ring = Arc::new(
-        signers
-            .iter()
-            .map(|s| (s.node_id().clone(), s.public_key().clone()))
-            .collect(),
-    );
-    let stakes = signers.iter().map(|s| (s.node_id().clone(), 100)).collect();
-    (signers, ring, stakes)
+    let v = common::voters(n);
+    (
+        v.signers.into_iter().map(Arc::new).collect(),
+        Arc::new(v.ring),
+        v.stakes,
+    )
+}
+
+/// A node for each of `signers` on `net`, all under `policy`.
+async fn start_all(
+    net: &SimNetwork,
+    signers: &[Arc<MlDsa65Signer>],
+    ring: &Arc<KeyRing>,
+    stakes: &BTreeMap<NodeId, u64>,
+    policy: &DaoPolicy,
+) -> Vec<SimNode> {
+    let mut nodes = Vec::new();
+    for s in signers {
+        nodes.push(start(net, s.clone(), ring.clone(), stakes.clone(), policy.clone()).await);
+    }
+    nodes
 }
 
 fn sim_policy(discussion_ms: u64, voting_ms: u64) -> DaoPolicy {
@@ -402,19 +407,7 @@ async fn a_node_cut_off_during_voting_counts_every_vote_once_the_partition_heals
     let net = SimNetwork::new(11, SimConfig::default());
     let (signers, ring, stakes) = shared(N);
     let policy = sim_policy(300, 3_000);
-    let mut nodes = Vec::new();
-    for s in &signers {
-        nodes.push(
-            start(
-                &net,
-                s.clone(),
-                ring.clone(),
-                stakes.clone(),
-                policy.clone(),
-            )
-            .await,
-        );
-    }
+    let nodes = start_all(&net, &signers, &ring, &stakes, &policy).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the overlay comes up
     let spec = ProposalSpec::from_yaml(EMERGENCY, "p.yaml").unwrap();
     let id = nodes[0].dao.propose(spec).await.unwrap();
@@ -491,19 +484,7 @@ async fn a_node_that_joins_after_the_decision_applies_it() {
     let net = SimNetwork::new(12, SimConfig::default());
     let (signers, ring, stakes) = shared(N);
     let policy = sim_policy(200, 800);
-    let mut nodes = Vec::new();
-    for s in &signers[..N - 1] {
-        nodes.push(
-            start(
-                &net,
-                s.clone(),
-                ring.clone(),
-                stakes.clone(),
-                policy.clone(),
-            )
-            .await,
-        );
-    }
+    let nodes = start_all(&net, &signers[..N - 1], &ring, &stakes, &policy).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let spec = ProposalSpec::from_yaml(EMERGENCY, "p.yaml").unwrap();
     let id = nodes[0].dao.propose(spec).await.unwrap();
