@@ -1,11 +1,14 @@
-//! The node's HTTP API (DESIGN §10), the part governance needs: JSON under `/api/v1/` for the
-//! node's status and policy and for proposals (list, show, create, vote, effectiveness). It
-//! binds `node_config.api.listen` (127.0.0.1:3000 unless configured). Reads are open on the
-//! bound address. Calls that change state need the node's API token as a bearer token: a
-//! 0600 file, `<storage>/api.token`, written by `init` (or by the first `run`). Bodies are
-//! limited to [`BODY_LIMIT`] bytes and every request to [`REQUEST_TIMEOUT`].
+//! The node's HTTP server (DESIGN §10): JSON under `/api/v1/` (status, neighbours, incidents
+//! with hybrid search, policy and its history, proposals, recent MAPE-K cycles, live events),
+//! its OpenAPI 3.1 document at `/api/v1/openapi.json`, Prometheus metrics at `/metrics` and
+//! the dashboard at `/dashboard`. It binds `node_config.api.listen` (127.0.0.1:3000 unless
+//! configured). Reads are open on the bound address. Calls that change state need the
+//! node's API token as a bearer token: a 0600 file, `<storage>/api.token`, written by `init`
+//! (or by the first `run`). Bodies are limited to [`BODY_LIMIT`] bytes and every request to
+//! [`REQUEST_TIMEOUT`]; no CORS headers are sent, so other origins' pages cannot read it.
 //!
-//! The CLI's `propose`, `vote` and `proposals` commands are clients of this API ([`Client`]).
+//! The CLI's `status`, `propose`, `vote` and `proposals` commands are clients of this API
+//! ([`Client`]).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,21 +18,28 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use x0tta_core::config::NodeConfig;
 use x0tta_core::{
-    ContentId, Governance, GovernanceError, KnowledgeStore, NodeHandle, Timestamp, Vote,
-    VoteOutcome,
+    ContentId, Governance, GovernanceError, Incident, KnowledgeStore, Neighbour, NodeStatus,
+    Policy, SearchQuery, Timestamp, Vote, VoteOutcome,
 };
-use x0tta_dao::{Change, Dao, EffectError, ProposalSpec};
+use x0tta_dao::{Change, EffectError, ProposalSpec};
+
+use crate::run::StatusFile;
+use crate::telemetry::{CycleView, Dashboard, Sources, Telemetry};
 
 /// Largest request body, bytes.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -37,6 +47,14 @@ pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default window of effectiveness reports, each side of the policy change.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most items one list or search returns.
+pub(crate) const MAX_LIMIT: usize = 1000;
+/// Most live event streams (`/api/v1/events`) served at once.
+pub(crate) const MAX_EVENT_STREAMS: usize = 64;
+/// Least time between two dashboard updates on one event stream.
+const EVENT_COALESCE: Duration = Duration::from_millis(250);
+/// An event stream sends the figures at least this often.
+const EVENT_EVERY: Duration = Duration::from_secs(5);
 
 /// The token file of a node.
 pub(crate) fn token_path(cfg: &NodeConfig) -> PathBuf {
@@ -76,10 +94,32 @@ pub(crate) fn ensure_token(path: &Path) -> Result<String> {
 /// What the API serves from.
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    pub(crate) node: NodeHandle,
-    pub(crate) dao: Dao,
-    pub(crate) knowledge: Arc<dyn KnowledgeStore>,
+    pub(crate) sources: Sources,
+    pub(crate) telemetry: Telemetry,
     pub(crate) token: Arc<str>,
+    /// The newest status `run` wrote (services, listen addresses, mesh counters).
+    pub(crate) status: Arc<std::sync::Mutex<Option<StatusFile>>>,
+    pub(crate) started: std::time::Instant,
+    pub(crate) streams: Arc<Semaphore>,
+}
+
+impl ApiState {
+    /// The state for a node's parts; `status` is shared with `run`.
+    pub(crate) fn new(
+        sources: Sources,
+        telemetry: Telemetry,
+        token: String,
+        status: Arc<std::sync::Mutex<Option<StatusFile>>>,
+    ) -> Self {
+        Self {
+            sources,
+            telemetry,
+            token: token.into(),
+            status,
+            started: std::time::Instant::now(),
+            streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+        }
+    }
 }
 
 /// Binds the API, records the bound address for the CLI, and serves until the process ends.
@@ -103,19 +143,252 @@ pub(crate) async fn start(cfg: &NodeConfig, state: ApiState) -> Result<SocketAdd
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/neighbours", get(neighbours))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/search", get(search))
+        .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/policy", get(policy))
+        .route("/api/v1/policy/history", get(policy_history))
+        .route("/api/v1/cycles", get(cycles).post(wake))
+        .route("/api/v1/dashboard", get(dashboard))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/proposals", get(list).post(propose))
         .route("/api/v1/proposals/{id}", get(show))
         .route("/api/v1/proposals/{id}/votes", post(vote))
         .route("/api/v1/proposals/{id}/effectiveness", get(effectiveness))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/dashboard", get(dashboard_page))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/dashboard") }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "x0tta6bl4 node API",
+        description = "JSON API of an x0tta6bl4 node. Reads are open on the bound address; calls that change state need the node's API token (`<storage>/api.token`) as a bearer token. Bodies are limited to 64 KiB, requests to 10 s.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        status, neighbours, incidents, search, incident, policy, policy_history, cycles, wake,
+        dashboard, events, list, show, propose, vote, effectiveness, openapi, metrics,
+        dashboard_page
+    ),
+    modifiers(&BearerToken),
+    tags(
+        (name = "node", description = "Status, neighbours and the MAPE-K loop"),
+        (name = "knowledge", description = "Incidents and hybrid search"),
+        (name = "governance", description = "Policy and proposals"),
+        (name = "operator", description = "Metrics, dashboard and this document")
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The node's API token, `<storage>/api.token`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON.
+pub(crate) fn openapi_json() -> Result<String> {
+    Ok(ApiDoc::openapi().to_pretty_json()?)
+}
+
+/// docs/API_REFERENCE.md: the OpenAPI document rendered for people, operation by operation
+/// (grouped by tag), then the schemas.
+pub(crate) fn reference_markdown() -> Result<String> {
+    use std::fmt::Write as _;
+    let doc = serde_json::to_value(ApiDoc::openapi())?;
+    let mut out = String::new();
+    let title = doc["info"]["title"].as_str().unwrap_or("API");
+    writeln!(out, "# {title}\n")?;
+    writeln!(
+        out,
+        "<!-- Generated by `x0tta6bl4 openapi --markdown` from the OpenAPI {} document the node serves at `/api/v1/openapi.json`. Do not edit by hand: `cargo test -p node-ref --test http` fails when this file is stale. -->\n",
+        doc["openapi"].as_str().unwrap_or("3.1")
+    )?;
+    writeln!(
+        out,
+        "{}\n",
+        doc["info"]["description"].as_str().unwrap_or("")
+    )?;
+    writeln!(
+        out,
+        "The node binds `127.0.0.1:3000` unless `node_config.api.listen` says otherwise. Calls marked **token** need `Authorization: Bearer <token>` with the content of `<storage>/api.token`; without it they answer 401.\n"
+    )?;
+    let empty = serde_json::Map::new();
+    let paths = doc["paths"].as_object().unwrap_or(&empty);
+    for tag in doc["tags"].as_array().into_iter().flatten() {
+        let name = tag["name"].as_str().unwrap_or("");
+        writeln!(out, "## {name}\n")?;
+        if let Some(d) = tag["description"].as_str() {
+            writeln!(out, "{d}.\n")?;
+        }
+        for (path, item) in paths {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let tagged = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == name));
+                if !tagged {
+                    continue;
+                }
+                let token = if op.get("security").is_some() {
+                    " — **token**"
+                } else {
+                    ""
+                };
+                writeln!(out, "### `{} {path}`{token}\n", method.to_uppercase())?;
+                if let Some(d) = op["description"].as_str().or(op["summary"].as_str()) {
+                    writeln!(out, "{d}\n")?;
+                }
+                if let Some(params) = op["parameters"].as_array() {
+                    writeln!(out, "| Parameter | In | Required | Type | Description |")?;
+                    writeln!(out, "|---|---|---|---|---|")?;
+                    for p in params {
+                        writeln!(
+                            out,
+                            "| `{}` | {} | {} | {} | {} |",
+                            p["name"].as_str().unwrap_or(""),
+                            p["in"].as_str().unwrap_or(""),
+                            if p["required"].as_bool().unwrap_or(false) {
+                                "yes"
+                            } else {
+                                "no"
+                            },
+                            type_of(&p["schema"]),
+                            cell(p["description"].as_str().unwrap_or(""))
+                        )?;
+                    }
+                    writeln!(out)?;
+                }
+                if let Some(content) = op["requestBody"]["content"].as_object() {
+                    for (kind, c) in content {
+                        writeln!(out, "Request body: `{kind}`, {}\n", type_of(&c["schema"]))?;
+                    }
+                }
+                writeln!(out, "| Status | Meaning | Body |")?;
+                writeln!(out, "|---|---|---|")?;
+                for (code, r) in op["responses"].as_object().into_iter().flatten() {
+                    let body = r["content"]
+                        .as_object()
+                        .and_then(|c| c.iter().next())
+                        .map(|(kind, c)| format!("`{kind}` {}", type_of(&c["schema"])))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "| {code} | {} | {body} |",
+                        cell(r["description"].as_str().unwrap_or(""))
+                    )?;
+                }
+                writeln!(out)?;
+            }
+        }
+    }
+    writeln!(out, "## Schemas\n")?;
+    for (name, schema) in doc["components"]["schemas"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        writeln!(out, "### {name}\n")?;
+        if let Some(d) = schema["description"].as_str() {
+            writeln!(out, "{}\n", d.trim())?;
+        }
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if let Some(props) = schema["properties"].as_object() {
+            writeln!(out, "| Field | Type | Required | Description |")?;
+            writeln!(out, "|---|---|---|---|")?;
+            for (field, f) in props {
+                writeln!(
+                    out,
+                    "| `{field}` | {} | {} | {} |",
+                    type_of(f),
+                    if required.contains(&field.as_str()) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    cell(f["description"].as_str().unwrap_or(""))
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// A table cell: one line, pipes escaped.
+fn cell(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+/// A JSON schema in a few words: `string`, `integer \| null`, array of [StatusView](#statusview).
+fn type_of(schema: &serde_json::Value) -> String {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        return format!("[{name}](#{})", name.to_lowercase());
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(alts) = schema[key].as_array() {
+            return alts.iter().map(type_of).collect::<Vec<_>>().join(" \\| ");
+        }
+    }
+    let one = |t: &str| {
+        if t == "array" {
+            format!("array of {}", type_of(&schema["items"]))
+        } else {
+            t.to_string()
+        }
+    };
+    match &schema["type"] {
+        serde_json::Value::String(t) => one(t),
+        serde_json::Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str())
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" \\| "),
+        _ => "any".to_string(),
+    }
+}
+
 /// A JSON error: `{"error": "..."}` with its status.
 struct ApiError(StatusCode, String);
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong and what to do about it.
+    error: String,
+}
 
 impl ApiError {
     fn new(code: StatusCode, msg: impl Into<String>) -> Self {
@@ -125,7 +398,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -155,53 +428,400 @@ async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response 
     }
 }
 
+/// The node as `status` shows it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct StatusView {
+    /// Node id (libp2p PeerId).
+    pub(crate) node: String,
+    /// Process id of the node.
+    pub(crate) pid: u32,
+    /// Seconds since the API started.
+    pub(crate) uptime_s: u64,
+    /// Version of the policy in force.
+    pub(crate) policy_version: u64,
+    /// The MAPE-K loop's counters.
+    #[schema(value_type = Object)]
+    pub(crate) status: NodeStatus,
+    /// Listen addresses, with `/p2p/<peer id>`.
+    pub(crate) listen: Vec<String>,
+    /// Established mesh connections.
+    pub(crate) connections: usize,
+    /// Gossip messages received.
+    pub(crate) gossip_received: u64,
+    /// Incidents the knowledge store holds (own and replicated).
+    pub(crate) known_incidents: u64,
+    /// Supervised services and their process ids (null: down).
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) services: Vec<(String, Option<u32>)>,
+    /// The neighbour table.
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) neighbours: Vec<Neighbour>,
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "node",
+    responses((status = 200, description = "The node's status", body = StatusView)))]
 async fn status(State(s): State<ApiState>) -> Response {
-    Json(serde_json::json!({
-        "node": s.node.id().to_string(),
-        "status": s.node.status(),
-        "policy_version": s.node.policy().current().version,
-    }))
+    let node = &s.sources.node;
+    let neighbours = x0tta_core::Transport::neighbours(&s.sources.mesh).await;
+    let stats = s.sources.mesh.stats();
+    let last = s
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|f| f.services.clone())
+        .unwrap_or_default();
+    Json(StatusView {
+        node: node.id().to_string(),
+        pid: std::process::id(),
+        uptime_s: s.started.elapsed().as_secs(),
+        policy_version: node.policy().current().version,
+        status: node.status(),
+        listen: s
+            .sources
+            .mesh
+            .listen_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        connections: stats.connections,
+        gossip_received: stats.gossip_received,
+        known_incidents: s.sources.knowledge.known_incidents().unwrap_or_default(),
+        services: last,
+        neighbours,
+    })
     .into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/neighbours", tag = "node",
+    responses((status = 200, description = "Neighbours with RTT, loss and failure-detector state", body = Vec<Object>)))]
+async fn neighbours(State(s): State<ApiState>) -> Response {
+    Json(x0tta_core::Transport::neighbours(&s.sources.mesh).await).into_response()
+}
+
+/// `?limit=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LimitQuery {
+    /// How many (default 20, at most 1000).
+    limit: Option<usize>,
+}
+
+impl LimitQuery {
+    fn get(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(20),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("limit {n}: give 1 to {MAX_LIMIT}"),
+            )),
+        }
+    }
+}
+
+/// An incident and its content id.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct IncidentView {
+    /// Content id (CIDv1, DAG-CBOR).
+    pub(crate) id: String,
+    /// The incident as stored.
+    #[schema(value_type = Object)]
+    pub(crate) incident: Incident,
+}
+
+/// A search hit.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct HitView {
+    /// Content id.
+    pub(crate) id: String,
+    /// Fused BM25 + vector score.
+    pub(crate) score: f64,
+    /// The incident.
+    #[schema(value_type = Object)]
+    pub(crate) incident: Incident,
+}
+
+fn knowledge_error(e: x0tta_core::KnowledgeError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "knowledge", params(LimitQuery),
+    responses(
+        (status = 200, description = "The newest incidents, newest first", body = Vec<IncidentView>),
+        (status = 400, description = "Bad limit", body = ErrorBody)))]
+async fn incidents(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> Response {
+    let limit = match q.get() {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    match s.sources.knowledge.recent(limit).await {
+        Ok(list) => Json(
+            list.into_iter()
+                .map(|(id, incident)| IncidentView {
+                    id: id.to_string(),
+                    incident,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => knowledge_error(e).into_response(),
+    }
+}
+
+/// `?q=&limit=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchParams {
+    /// The text (words of anomaly kinds, subjects, root causes, templates).
+    q: String,
+    /// How many hits (default 20, at most 1000).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents/search", tag = "knowledge", params(SearchParams),
+    responses(
+        (status = 200, description = "Hybrid search (BM25 + HNSW vectors, fused), best first", body = Vec<HitView>),
+        (status = 400, description = "Bad query", body = ErrorBody)))]
+async fn search(State(s): State<ApiState>, Query(q): Query<SearchParams>) -> Response {
+    let limit = match (LimitQuery { limit: q.limit }).get() {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if q.q.trim().is_empty() || q.q.len() > 1024 {
+        return ApiError::new(StatusCode::BAD_REQUEST, "q: give 1 to 1024 bytes of text")
+            .into_response();
+    }
+    let mut query = SearchQuery::text(q.q);
+    query.limit = limit;
+    let t = std::time::Instant::now();
+    let hits = s.sources.knowledge.search(&query).await;
+    s.telemetry.searched(t.elapsed());
+    match hits {
+        Ok(hits) => Json(
+            hits.into_iter()
+                .map(|h| HitView {
+                    id: h.id.to_string(),
+                    score: h.score,
+                    incident: h.incident,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => knowledge_error(e).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "knowledge",
+    params(("id" = String, Path, description = "Incident content id (bafy…)")),
+    responses(
+        (status = 200, description = "The incident", body = IncidentView),
+        (status = 400, description = "Not a content id", body = ErrorBody),
+        (status = 404, description = "Unknown here", body = ErrorBody),
+        (status = 410, description = "Known, but its body was evicted by retention", body = ErrorBody)))]
+async fn incident(State(s): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
+    let cid: ContentId = match id.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{id:?} is not an incident id (a CID like bafy…): {e}"),
+            )
+            .into_response();
+        }
+    };
+    match s.sources.knowledge.get(&cid).await {
+        Ok(Some(incident)) => Json(IncidentView { id, incident }).into_response(),
+        Ok(None) if s.sources.knowledge.knows(&cid).unwrap_or(false) => ApiError::new(
+            StatusCode::GONE,
+            "known, but its body was evicted by retention",
+        )
+        .into_response(),
+        Ok(None) => ApiError::new(StatusCode::NOT_FOUND, "no such incident").into_response(),
+        Err(e) => knowledge_error(e).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/policy", tag = "governance",
+    responses((status = 200, description = "The policy in force", body = Object)))]
 async fn policy(State(s): State<ApiState>) -> Response {
-    Json(s.node.policy().current()).into_response()
+    Json(s.sources.node.policy().current()).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/policy/history", tag = "governance",
+    responses((status = 200, description = "Every policy version this node put in force, oldest first", body = Vec<Object>)))]
+async fn policy_history(State(s): State<ApiState>) -> Response {
+    match s.sources.knowledge.policy_history().await {
+        Ok(h) => Json::<Vec<Policy>>(h).into_response(),
+        Err(e) => knowledge_error(e).into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/cycles", tag = "node", params(LimitQuery),
+    responses(
+        (status = 200, description = "The MAPE-K loop's recent cycles, newest first", body = Vec<CycleView>),
+        (status = 400, description = "Bad limit", body = ErrorBody)))]
+async fn cycles(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> Response {
+    match q.get() {
+        Ok(limit) => Json(s.telemetry.cycles(limit)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/cycles", tag = "node", security(("token" = [])),
+    responses(
+        (status = 202, description = "A cycle will run now"),
+        (status = 401, description = "No or wrong token", body = ErrorBody)))]
+async fn wake(State(s): State<ApiState>) -> Response {
+    s.sources.node.wake();
+    StatusCode::ACCEPTED.into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/dashboard", tag = "operator",
+    responses((status = 200, description = "The dashboard's figures", body = Dashboard)))]
+async fn dashboard(State(s): State<ApiState>) -> Response {
+    Json(s.telemetry.dashboard(s.sources.node.status().cycles)).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "operator",
+    responses(
+        (status = 200, description = "Server-sent events: `dashboard` events carrying the dashboard's figures, sent when they change (at most 4 a second) and at least every 5 s", content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many event streams open", body = ErrorBody)))]
+async fn events(State(s): State<ApiState>) -> Response {
+    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_EVENT_STREAMS} event streams are open; try again later"),
+        )
+        .into_response();
+    };
+    let rx = s.telemetry.changes();
+    let stream = futures::stream::unfold(
+        (s, rx, permit, true),
+        |(s, mut rx, permit, first)| async move {
+            if !first {
+                let _ = tokio::time::timeout(EVENT_EVERY, rx.changed()).await;
+                tokio::time::sleep(EVENT_COALESCE).await;
+                rx.borrow_and_update();
+            }
+            let d = s.telemetry.dashboard(s.sources.node.status().cycles);
+            let event = Event::default().event("dashboard").json_data(&d).ok()?;
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (s, rx, permit, false),
+            ))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operator",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)))]
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operator",
+    responses((status = 200, description = "Prometheus metrics: OpenMetrics text when the Accept header asks for `application/openmetrics-text`, else the Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
+async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    // Prometheus asks for OpenMetrics; curl, promtool and older scrapers get text 0.0.4.
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (encoded, kind) = if openmetrics {
+        (
+            s.telemetry.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            s.telemetry.encode_text(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    match encoded {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(kind))],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics not encodable")
+            .into_response(),
+    }
+}
+
+/// The dashboard page: HTML, CSS and script in one file, compiled into the binary.
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+#[utoipa::path(get, path = "/dashboard", tag = "operator",
+    responses((status = 200, description = "The live dashboard (one HTML page)", content_type = "text/html", body = String)))]
+async fn dashboard_page() -> Response {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            ),
+        )],
+        Html(DASHBOARD_HTML),
+    )
+        .into_response()
 }
 
 /// A proposal as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ProposalView {
     /// Content id (what `vote` and `show` take).
     pub(crate) id: String,
+    /// The creator's id for it.
     pub(crate) proposal_id: String,
+    /// Title.
     pub(crate) title: String,
+    /// Description.
     pub(crate) description: String,
+    /// Why; names the metric the effectiveness report measures.
     pub(crate) rationale: String,
+    /// Node that signed it.
     pub(crate) creator: String,
+    /// `standard` or `emergency`.
     pub(crate) track: String,
+    /// Policy changes.
+    #[schema(value_type = Vec<Object>)]
     pub(crate) changes: Vec<Change>,
+    /// When it opened (ms since the epoch).
+    #[schema(value_type = Option<u64>)]
     pub(crate) opened_at: Option<Timestamp>,
     /// discussion, voting, tallied, executed, rejected.
     pub(crate) phase: String,
+    /// Votes for.
     pub(crate) votes_for: u64,
+    /// Votes against.
     pub(crate) votes_against: u64,
     /// Stake that voted / all stake.
     pub(crate) participation: f64,
     /// Set once more than 2/3 of the stake attested one tally.
     pub(crate) final_tally: Option<FinalView>,
     /// When this node put the proposal's policy in force.
+    #[schema(value_type = Option<u64>)]
     pub(crate) applied_at: Option<Timestamp>,
 }
 
 /// A final tally.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct FinalView {
+    /// Whether it passed.
     pub(crate) passed: bool,
+    /// Stake that attested this tally.
     pub(crate) attesting_stake: u64,
+    /// All stake.
     pub(crate) total_stake: u64,
 }
 
-async fn view(dao: &Dao, id: &ContentId) -> Option<ProposalView> {
+async fn view(dao: &x0tta_dao::Dao, id: &ContentId) -> Option<ProposalView> {
     let spec = dao.spec(id)?;
     let state = Governance::state(dao, id).await.ok().flatten()?;
     let phase = serde_json::to_value(state.phase)
@@ -240,28 +860,51 @@ fn parse_id(id: &str) -> Result<ContentId, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/proposals", tag = "governance",
+    responses((status = 200, description = "Every proposal held, newest first", body = Vec<ProposalView>)))]
 async fn list(State(s): State<ApiState>) -> Response {
     let mut out = Vec::new();
-    for id in s.dao.proposals() {
-        if let Some(v) = view(&s.dao, &id).await {
+    for id in s.sources.dao.proposals() {
+        if let Some(v) = view(&s.sources.dao, &id).await {
             out.push(v);
         }
     }
     Json(out).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/proposals/{id}", tag = "governance",
+    params(("id" = String, Path, description = "Proposal content id (bafy…)")),
+    responses(
+        (status = 200, description = "The proposal", body = ProposalView),
+        (status = 400, description = "Not a content id", body = ErrorBody),
+        (status = 404, description = "Unknown here", body = ErrorBody)))]
 async fn show(State(s): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    match view(&s.dao, &id).await {
+    match view(&s.sources.dao, &id).await {
         Some(v) => Json(v).into_response(),
         None => ApiError::new(StatusCode::NOT_FOUND, "unknown proposal").into_response(),
     }
 }
 
+/// Answer to a created proposal.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Created {
+    /// Its content id.
+    id: String,
+}
+
 /// Body: the proposal in the seed's YAML layout (JSON is YAML too).
+#[utoipa::path(post, path = "/api/v1/proposals", tag = "governance", security(("token" = [])),
+    request_body(content = String, content_type = "application/yaml",
+        description = "The proposal in the seed's YAML layout (proposal_id, title, description, rationale, creator, track, changes)"),
+    responses(
+        (status = 201, description = "Signed and gossiped", body = Created),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 422, description = "Refused: malformed, wrong creator, or invalid change", body = ErrorBody)))]
 async fn propose(State(s): State<ApiState>, body: String) -> Response {
     let spec = match ProposalSpec::from_yaml(&body, "request body") {
         Ok(spec) => spec,
@@ -269,30 +912,25 @@ async fn propose(State(s): State<ApiState>, body: String) -> Response {
             return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response();
         }
     };
-    if spec.creator != *s.node.id() {
+    let me = s.sources.node.id();
+    if spec.creator != *me {
         return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "creator is {}, but this node signs as {}: set `creator: {}`",
-                spec.creator,
-                s.node.id(),
-                s.node.id()
+                "creator is {}, but this node signs as {me}: set `creator: {me}`",
+                spec.creator
             ),
         )
         .into_response();
     }
-    match s.dao.propose(spec).await {
-        Ok(id) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "id": id.to_string() })),
-        )
-            .into_response(),
+    match s.sources.dao.propose(spec).await {
+        Ok(id) => (StatusCode::CREATED, Json(Created { id: id.to_string() })).into_response(),
         Err(e) => governance_error(e),
     }
 }
 
 /// Body of a vote.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct VoteRequest {
     /// Number of votes (costs votes² credits).
     pub(crate) votes: u32,
@@ -300,6 +938,27 @@ pub(crate) struct VoteRequest {
     pub(crate) support: bool,
 }
 
+/// Answer to a counted vote.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Counted {
+    /// Always true.
+    counted: bool,
+    /// Credits it cost (votes²).
+    cost: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/proposals/{id}/votes", tag = "governance", security(("token" = [])),
+    params(("id" = String, Path, description = "Proposal content id (bafy…)")),
+    request_body = VoteRequest,
+    responses(
+        (status = 200, description = "Counted, signed and gossiped", body = Counted),
+        (status = 400, description = "Not a content id", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 404, description = "Unknown proposal", body = ErrorBody),
+        (status = 409, description = "Refused: not voting, over budget, no stake…", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB"),
+        (status = 415, description = "Not JSON"),
+        (status = 422, description = "Malformed vote")))]
 async fn vote(
     State(s): State<ApiState>,
     UrlPath(id): UrlPath<String>,
@@ -311,14 +970,16 @@ async fn vote(
     };
     let vote = Vote {
         proposal: id,
-        voter: s.node.id().clone(),
+        voter: s.sources.node.id().clone(),
         votes: v.votes,
         support: v.support,
     };
-    match Governance::vote(&s.dao, vote).await {
-        Ok(VoteOutcome::Counted { cost }) => {
-            Json(serde_json::json!({ "counted": true, "cost": cost })).into_response()
-        }
+    match Governance::vote(&s.sources.dao, vote).await {
+        Ok(VoteOutcome::Counted { cost }) => Json(Counted {
+            counted: true,
+            cost,
+        })
+        .into_response(),
         Ok(VoteOutcome::Refused(why)) => {
             let code = if matches!(why, x0tta_core::VoteRefusal::UnknownProposal) {
                 StatusCode::NOT_FOUND
@@ -342,12 +1003,57 @@ fn governance_error(e: GovernanceError) -> Response {
     ApiError::new(code, e.to_string()).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct WindowQuery {
-    /// e.g. `7d`, `1h`.
+/// `?window=`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WindowQuery {
+    /// Each side of the policy change, e.g. `7d` (default), `12h`, `90m`, or seconds.
     window: Option<String>,
 }
 
+/// How a policy change did on the metric its rationale names.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct EffectivenessView {
+    /// `MTTR`, `incident rate` or `heal rate`.
+    pub(crate) metric: String,
+    /// The anomaly kind it is restricted to, if any.
+    pub(crate) kind: Option<String>,
+    /// When the policy came into force here.
+    #[schema(value_type = u64)]
+    pub(crate) applied_at: Timestamp,
+    /// Window each side, seconds.
+    pub(crate) window_s: u64,
+    /// The window before.
+    pub(crate) before: SampleView,
+    /// The window after (so far).
+    pub(crate) after: SampleView,
+    /// after − before.
+    pub(crate) change: Option<f64>,
+    /// Whether the metric moved the way the rationale wants.
+    pub(crate) improved: Option<bool>,
+    /// One line for people.
+    pub(crate) summary: String,
+}
+
+/// One side of an effectiveness report.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub(crate) struct SampleView {
+    /// Incidents in the window.
+    pub(crate) incidents: usize,
+    /// The metric's value (null: nothing to measure).
+    pub(crate) value: Option<f64>,
+    /// Seconds of the window observed.
+    pub(crate) observed_s: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/proposals/{id}/effectiveness", tag = "governance",
+    params(("id" = String, Path, description = "Proposal content id (bafy…)"), WindowQuery),
+    responses(
+        (status = 200, description = "The metric before and after", body = EffectivenessView),
+        (status = 400, description = "Bad id or window", body = ErrorBody),
+        (status = 404, description = "Unknown proposal", body = ErrorBody),
+        (status = 409, description = "Not in force here", body = ErrorBody),
+        (status = 422, description = "The rationale names no metric", body = ErrorBody)))]
 async fn effectiveness(
     State(s): State<ApiState>,
     UrlPath(id): UrlPath<String>,
@@ -362,18 +1068,31 @@ async fn effectiveness(
         Some(Ok(w)) => w,
         Some(Err(e)) => return ApiError::new(StatusCode::BAD_REQUEST, e).into_response(),
     };
-    match s.dao.effectiveness(&id, s.knowledge.as_ref(), window).await {
-        Ok(r) => Json(serde_json::json!({
-            "metric": r.target.metric.to_string(),
-            "kind": r.target.kind.map(|k| k.to_string()),
-            "applied_at": r.applied_at,
-            "window_s": r.window.as_secs(),
-            "before": { "incidents": r.before.incidents, "value": r.before.value },
-            "after": { "incidents": r.after.incidents, "value": r.after.value, "observed_s": r.after.span.as_secs() },
-            "change": r.change,
-            "improved": r.improved,
-            "summary": r.to_string(),
-        }))
+    match s
+        .sources
+        .dao
+        .effectiveness(&id, &s.sources.knowledge, window)
+        .await
+    {
+        Ok(r) => Json(EffectivenessView {
+            metric: r.target.metric.to_string(),
+            kind: r.target.kind.map(|k| k.to_string()),
+            applied_at: r.applied_at,
+            window_s: r.window.as_secs(),
+            before: SampleView {
+                incidents: r.before.incidents,
+                value: r.before.value,
+                observed_s: r.before.span.as_secs(),
+            },
+            after: SampleView {
+                incidents: r.after.incidents,
+                value: r.after.value,
+                observed_s: r.after.span.as_secs(),
+            },
+            change: r.change,
+            improved: r.improved,
+            summary: r.to_string(),
+        })
         .into_response(),
         Err(e) => {
             let code = match e {
@@ -387,13 +1106,19 @@ async fn effectiveness(
     }
 }
 
-/// `7d`, `90m`, `1h 30m`, or plain seconds.
+/// `7d`, `90m`, `1h 30m`, or plain seconds; more than zero and at most ten years.
 fn humantime_parse(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("window {s:?}: {e}; write e.g. 7d, 12h or 90m"))?,
+    };
+    if d.is_zero() || d > Duration::from_secs(10 * 365 * 86_400) {
+        return Err(format!(
+            "window {s:?}: give more than 0 and at most 10 years"
+        ));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("window {s:?}: {e}; write e.g. 7d, 12h or 90m"))
+    Ok(d)
 }
 
 /// A client of a running node's API, found through its configuration.
@@ -417,6 +1142,11 @@ impl Client {
                 .ok()
                 .map(|t| t.trim().to_string()),
         })
+    }
+
+    /// The address it talks to.
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// GET `path`; the JSON body of a 2xx answer.

@@ -15,7 +15,7 @@ use x0tta_core::{
 use x0tta_dao::{Dao, DaoPolicy};
 use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge, Replicator};
 use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
-use x0tta_pqc::upgrade::PeerRecords;
+use x0tta_pqc::upgrade::{HandshakeObserver, PeerRecords};
 use x0tta_pqc::{IdentityRing, NodeIdentity, SpiffeId};
 
 /// A node, the supervisor of its services, and its mesh transport.
@@ -95,11 +95,17 @@ pub(crate) fn load_identity(cfg: &NodeConfig) -> Result<NodeIdentity> {
 /// own incidents are signed (ML-DSA-65) into the replicated document, and incidents of other
 /// nodes are stored once their envelopes verify under the identity records learned on
 /// PQ-authenticated links.
-pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Result<Assembled> {
+///
+/// `handshakes`, if given, is told of every PQ upgrade (the node's metrics).
+pub(crate) async fn assemble(
+    cfg: &NodeConfig,
+    config_path: Option<&Path>,
+    handshakes: Option<HandshakeObserver>,
+) -> Result<Assembled> {
     let n = &cfg.node_config;
     let identity = load_identity(cfg)?;
     let signer: Arc<dyn Signer> = Arc::new(identity.clone());
-    let mesh = start_mesh(&identity, cfg).await?;
+    let mesh = start_mesh(&identity, cfg, handshakes).await?;
 
     std::fs::create_dir_all(&n.storage.path)
         .with_context(|| format!("creating {}", n.storage.path.display()))?;
@@ -173,7 +179,11 @@ pub(crate) async fn assemble(cfg: &NodeConfig, config_path: Option<&Path>) -> Re
 
 /// Starts the libp2p transport described by `network` (listen, bootstrap list, mDNS,
 /// connection limit) with the failure-detection timings of the policy.
-async fn start_mesh(identity: &NodeIdentity, cfg: &NodeConfig) -> Result<P2pTransport> {
+async fn start_mesh(
+    identity: &NodeIdentity,
+    cfg: &NodeConfig,
+    handshakes: Option<HandshakeObserver>,
+) -> Result<P2pTransport> {
     let net = &cfg.node_config.network;
     let mut listen = Vec::new();
     for a in &net.listen {
@@ -194,6 +204,7 @@ async fn start_mesh(identity: &NodeIdentity, cfg: &NodeConfig) -> Result<P2pTran
         mesh: policy.mesh.clone(),
         min_neighbours: policy.thresholds.min_neighbours.max(3) as usize,
         max_connections: net.max_connections,
+        handshakes,
         ..P2pConfig::default()
     };
     Ok(P2pTransport::start(identity, config).await?)

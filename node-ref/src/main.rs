@@ -12,6 +12,7 @@ mod incidents;
 mod init;
 mod keys;
 mod run;
+mod telemetry;
 
 use std::path::PathBuf;
 
@@ -51,11 +52,20 @@ enum Command {
         #[arg(long, default_value = "node.yaml")]
         config: PathBuf,
     },
-    /// Show the state of a running (or the last run) node.
+    /// Show the state of the running node (through its API), or the state the last run left.
     Status {
         /// Configuration file.
         #[arg(long, default_value = "node.yaml")]
         config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the HTTP API's OpenAPI 3.1 document (what `/api/v1/openapi.json` serves).
+    Openapi {
+        /// Print the Markdown reference (docs/API_REFERENCE.md) instead.
+        #[arg(long)]
+        markdown: bool,
     },
     /// Run a self-contained scenario on embedded defaults and print what the node does.
     Demo {
@@ -274,7 +284,15 @@ fn real_main() -> anyhow::Result<()> {
                 force,
             } => init::init(&config, &name, bootstrap, force),
             Command::Run { config } => run::run(&config).await,
-            Command::Status { config } => run::status(&config),
+            Command::Status { config, json } => run::status(&config, json).await,
+            Command::Openapi { markdown } => {
+                if markdown {
+                    print!("{}", api::reference_markdown()?);
+                } else {
+                    println!("{}", api::openapi_json()?);
+                }
+                Ok(())
+            }
             Command::Demo { scenario, nodes } => {
                 let nodes = nodes.unwrap_or(if scenario == demo::Scenario::Mesh {
                     5

@@ -10,7 +10,11 @@ use x0tta_core::config::NodeConfig;
 use x0tta_core::{MeshEvent, Neighbour, NodeEvent, NodeStatus, PeerState, Timestamp, Transport};
 use x0tta_mesh::p2p::{HEARTBEAT_TOPIC, P2pTransport};
 
+use std::sync::{Arc, Mutex};
+
+use crate::api::StatusView;
 use crate::assemble::assemble;
+use crate::telemetry::{Sources, Telemetry};
 
 /// What `run` leaves in `<storage>/status.json` for `status` (and `demo mesh`) to read.
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,23 +76,37 @@ fn status_path(cfg: &NodeConfig) -> std::path::PathBuf {
 pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
-    let a = assemble(&cfg, Some(config)).await?;
+    let identity = crate::assemble::load_identity(&cfg)?;
+    let telemetry = Telemetry::new(&identity.peer_id().to_string());
+    let a = assemble(&cfg, Some(config), Some(telemetry.handshake_observer())).await?;
     let token = crate::api::ensure_token(&crate::api::token_path(&cfg))?;
+    let sources = Sources {
+        node: a.node.handle(),
+        mesh: a.mesh.clone(),
+        knowledge: a.knowledge.clone(),
+        dao: a.dao.clone(),
+    };
+    let last_status = Arc::new(Mutex::new(None));
     let api = crate::api::start(
         &cfg,
-        crate::api::ApiState {
-            node: a.node.handle(),
-            dao: a.dao.clone(),
-            knowledge: std::sync::Arc::new(a.knowledge.clone()),
-            token: token.into(),
-        },
+        crate::api::ApiState::new(
+            sources.clone(),
+            telemetry.clone(),
+            token,
+            last_status.clone(),
+        ),
     )
     .await?;
-    info!(%api, "HTTP API on http://{api}/api/v1/");
+    info!(%api, "HTTP API on http://{api}/api/v1/, dashboard on http://{api}/dashboard, metrics on http://{api}/metrics");
+    tokio::spawn(crate::telemetry::feed(telemetry.clone(), sources));
     a.supervisor.start_all().await?;
     let storage = cfg.node_config.storage.path.clone();
     tokio::spawn(log_mesh(a.mesh.clone(), storage.join("mesh-events.jsonl")));
-    tokio::spawn(anti_entropy(a.replicator.clone(), a.mesh.clone()));
+    tokio::spawn(anti_entropy(
+        a.replicator.clone(),
+        a.mesh.clone(),
+        telemetry,
+    ));
     let handle = a.node.handle();
     let mut events = handle.subscribe();
     let mut task = tokio::spawn(a.node.run());
@@ -146,6 +164,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                     if let Err(e) = std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).and_then(|()| std::fs::rename(&tmp, &path)) {
                         warn!(%e, "cannot write {}", path.display());
                     }
+                    *last_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
                 }
                 Ok(NodeEvent::AnomalyDetected { anomaly, new: true, .. }) => {
                     warn!(kind = %anomaly.kind, subject = %anomaly.subject, severity = %anomaly.severity, "anomaly");
@@ -175,7 +194,11 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keeps the replicated knowledge converged: syncs with a neighbour as soon as it comes up
 /// (a restarted or reconnected node catches up at once) and with one live neighbour every
 /// [`ANTI_ENTROPY`] (what gossip dropped is repaired). Runs until the transport closes.
-async fn anti_entropy(replicator: x0tta_knowledge::Replicator, mesh: P2pTransport) {
+async fn anti_entropy(
+    replicator: x0tta_knowledge::Replicator,
+    mesh: P2pTransport,
+    telemetry: Telemetry,
+) {
     let mut events = mesh.events();
     let mut tick = tokio::time::interval(ANTI_ENTROPY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,6 +234,9 @@ async fn anti_entropy(replicator: x0tta_knowledge::Replicator, mesh: P2pTranspor
                     x0tta_core::TransportError::Timeout(peer.clone()),
                 ))
             });
+        if let Ok(r) = &synced {
+            telemetry.synced(r);
+        }
         match synced {
             Ok(r) if r.incidents_added > 0 || r.refused > 0 || r.update_bytes_sent > 2 => info!(
                 %peer,
@@ -294,45 +320,91 @@ fn now_ms() -> i64 {
     i64::try_from(Timestamp::now().as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn status(config: &Path) -> Result<()> {
+/// `status`: asks the running node through its API; with no node answering, shows the state
+/// the last run left in `<storage>/status.json`.
+pub(crate) async fn status(config: &Path, json: bool) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
-    let path = status_path(&cfg);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no status at {} (has the node run?)", path.display()))?;
-    let f: StatusFile =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let running = Path::new(&format!("/proc/{}", f.pid)).exists();
-    let age = Timestamp::now().since(f.updated_at);
+    let client = crate::api::Client::for_config(config)?;
+    let (view, source) = match client.get("/api/v1/status").await {
+        Ok(v) => {
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            (serde_json::from_value::<StatusView>(v)?, None)
+        }
+        // Nothing listens: the node is not running.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some() => {
+            let path = status_path(&cfg);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "no node answers at {} and there is no status at {} (has the node run?)",
+                    client.addr(),
+                    path.display()
+                )
+            })?;
+            let f: StatusFile = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string(&f)?);
+                return Ok(());
+            }
+            let age = Timestamp::now().since(f.updated_at);
+            let view = StatusView {
+                node: f.node,
+                pid: f.pid,
+                uptime_s: 0,
+                policy_version: f.status.policy_version,
+                status: f.status,
+                listen: f.listen,
+                connections: f.mesh.connections,
+                gossip_received: f.mesh.gossip_received,
+                known_incidents: f.known_incidents,
+                services: f.services,
+                neighbours: f.neighbours,
+            };
+            (view, Some(age))
+        }
+        Err(e) => return Err(e),
+    };
     println!(
         "node        {} ({})",
-        f.node,
+        view.node,
         cfg.node_config.identity.spiffe_id()
     );
-    println!(
-        "process     {} ({})",
-        f.pid,
-        if running { "running" } else { "not running" }
-    );
-    println!("updated     {:.1} s ago", age.as_secs_f64());
-    println!("policy      v{}", f.status.policy_version);
-    println!("cycles      {}", f.status.cycles);
-    println!("anomalies   {} active", f.status.active_anomalies);
+    match source {
+        None => println!(
+            "process     {} (running for {} s; API {})",
+            view.pid,
+            view.uptime_s,
+            client.addr()
+        ),
+        Some(age) => println!(
+            "process     {} (not running; its last state, {:.0} s old)",
+            view.pid,
+            age.as_secs_f64()
+        ),
+    }
+    let s = &view.status;
+    println!("policy      v{}", view.policy_version);
+    println!("cycles      {}", s.cycles);
+    println!("anomalies   {} active", s.active_anomalies);
     println!(
         "incidents   {} recorded here, {} known (with those replicated from peers)",
-        f.status.incidents, f.known_incidents
+        s.incidents, view.known_incidents
     );
     println!(
         "heals       {} ok, {} failed, {} escalated",
-        f.status.heals_succeeded, f.status.heals_failed, f.status.escalations
+        s.heals_succeeded, s.heals_failed, s.escalations
     );
-    for addr in &f.listen {
+    for addr in &view.listen {
         println!("listen      {addr}");
     }
     println!(
         "mesh        {} connections, {} gossip received",
-        f.mesh.connections, f.mesh.gossip_received
+        view.connections, view.gossip_received
     );
-    for n in &f.neighbours {
+    for n in &view.neighbours {
         let rtt = n.rtt_ms.map_or("-".to_string(), |r| format!("{r:.1} ms"));
         let offset = n
             .clock_offset_ms
@@ -344,7 +416,7 @@ pub(crate) fn status(config: &Path) -> Result<()> {
             n.loss * 100.0
         );
     }
-    for (name, pid) in f.services {
+    for (name, pid) in &view.services {
         match pid {
             Some(p) => println!("service     {name}: running (pid {p})"),
             None => println!("service     {name}: down"),

@@ -88,8 +88,8 @@ pub use knowledge::{
 };
 pub use messages::IncidentMessage;
 pub use node::{
-    BuildError, CycleReport, MAX_PENDING_VOTES, NODE_EVENT_CAPACITY, Node, NodeBuilder, NodeEvent,
-    NodeHandle, NodeStatus, RunError, WakeReason,
+    BuildError, CyclePhases, CycleReport, MAX_PENDING_VOTES, NODE_EVENT_CAPACITY, Node,
+    NodeBuilder, NodeEvent, NodeHandle, NodeStatus, RunError, WakeReason,
 };
 pub use observation::{
     Neighbour, Observation, PeerState, ProbeResult, Reading, Timestamp, names, service_metric,

@@ -155,7 +155,45 @@ pub enum NodeEvent {
         cycle: u64,
         /// Its duration, ms.
         duration_ms: u64,
+        /// Where the time went.
+        phases: CyclePhases,
     },
+}
+
+/// Time a cycle spent in each MAPE-K phase, microseconds. Plan, execute and knowledge add up
+/// over the anomalies the cycle handled (a cycle without anomalies spends nothing there).
+///
+/// ```
+/// let p = x0tta_core::CyclePhases { monitor_us: 900, analyze_us: 40, ..Default::default() };
+/// assert_eq!(p.total_us(), 940);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CyclePhases {
+    /// Monitor: sensors, probes and the mesh view.
+    pub monitor_us: u64,
+    /// Analyze: the healer's detectors.
+    pub analyze_us: u64,
+    /// Plan: retrieval and plan choice (the knowledge base's hybrid search).
+    pub plan_us: u64,
+    /// Execute: steps, rollbacks and verification.
+    pub execute_us: u64,
+    /// Knowledge: recording and publishing incidents.
+    pub knowledge_us: u64,
+}
+
+impl CyclePhases {
+    /// The phases' sum.
+    pub fn total_us(&self) -> u64 {
+        self.monitor_us
+            .saturating_add(self.analyze_us)
+            .saturating_add(self.plan_us)
+            .saturating_add(self.execute_us)
+            .saturating_add(self.knowledge_us)
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Counters and state for `status` commands and dashboards.
@@ -238,6 +276,8 @@ struct LoopState {
     active: HashMap<(AnomalyKind, Subject), Active>,
     breaker: CircuitBreaker,
     pending_votes: HashMap<ProposalId, Pending>,
+    /// The running cycle's phase times (plan, execute and knowledge add up here).
+    phases: CyclePhases,
 }
 
 struct Inner {
@@ -744,9 +784,12 @@ impl Node {
             let policy = inner.policy.current();
             inner.emit(NodeEvent::CycleStarted { cycle, reason });
             self.expire_votes().await;
+            inner.lock().phases = CyclePhases::default();
 
             // Monitor
+            let t = Instant::now();
             let obs = Arc::new(observe(inner, &policy).await);
+            let monitor_us = micros(t);
             inner.emit(NodeEvent::Observed {
                 cycle,
                 metrics: obs.metrics.len(),
@@ -755,7 +798,9 @@ impl Node {
             });
 
             // Analyze
+            let t = Instant::now();
             let anomalies = inner.healer.analyze(&obs, &policy).await;
+            let analyze_us = micros(t);
             let mut fresh = Vec::with_capacity(anomalies.len());
             {
                 let mut st = inner.lock();
@@ -797,13 +842,19 @@ impl Node {
                 }
             }
 
-            {
+            let phases = {
                 let mut st = inner.lock();
                 st.status.last_cycle_at = Some(Timestamp::now());
-            }
+                CyclePhases {
+                    monitor_us,
+                    analyze_us,
+                    ..std::mem::take(&mut st.phases)
+                }
+            };
             inner.emit(NodeEvent::CycleFinished {
                 cycle,
                 duration_ms: started.elapsed().as_millis().min(u64::MAX as u128) as u64,
+                phases,
             });
             report
         }
@@ -826,7 +877,10 @@ impl Node {
             policy,
             actions: &inner.actions,
         };
-        let plan = match inner.healer.plan(anomaly, &ctx).await {
+        let t = Instant::now();
+        let decision = inner.healer.plan(anomaly, &ctx).await;
+        inner.lock().phases.plan_us += micros(t);
+        let plan = match decision {
             Ok(PlanDecision::Plan(p)) => p,
             Ok(PlanDecision::NoMatch) => {
                 if !new {
@@ -990,11 +1044,13 @@ impl Node {
             policy,
             progress: &progress,
         };
+        let t = Instant::now();
         let report = inner
             .healer
             .execute(&plan, &ctx)
             .instrument(info_span!("heal", template = %plan.template))
             .await;
+        inner.lock().phases.execute_us += micros(t);
         let key: BreakerKey = (
             plan.template.clone(),
             plan.anomaly.kind,
@@ -1073,14 +1129,19 @@ impl Node {
             report,
             resolution,
         };
-        match inner.knowledge.record(&incident).await {
+        let t = Instant::now();
+        let recorded = inner.knowledge.record(&incident).await;
+        inner.lock().phases.knowledge_us += micros(t);
+        match recorded {
             Ok(id) => {
                 inner.lock().status.incidents += 1;
                 inner.emit(NodeEvent::IncidentRecorded { id, resolution });
+                let t = Instant::now();
                 self.publish(&IncidentMessage::Incident {
                     incident: Box::new(incident),
                 })
                 .await;
+                inner.lock().phases.knowledge_us += micros(t);
                 Some((id, resolution))
             }
             Err(e) => {

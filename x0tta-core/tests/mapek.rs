@@ -135,6 +135,24 @@ async fn a_heal_is_signed_recorded_and_counted_in_the_success_probability() {
             unreachable!()
         };
         probabilities.push(plan.success_probability);
+        // The cycle says where its time went: it planned, executed and recorded a heal.
+        let done = wait_for(&mut events, Duration::from_secs(1), |e| {
+            matches!(e, NodeEvent::CycleFinished { .. })
+        })
+        .await;
+        let NodeEvent::CycleFinished {
+            duration_ms,
+            phases,
+            ..
+        } = done
+        else {
+            unreachable!()
+        };
+        assert!(phases.plan_us > 0 && phases.execute_us > 0 && phases.knowledge_us > 0);
+        assert!(
+            phases.total_us() <= (duration_ms + 1) * 1000,
+            "{phases:?} in {duration_ms} ms"
+        );
     }
     // Beta(1,1) posterior mean over recorded outcomes: 1/2, 2/3, 3/4.
     assert_eq!(probabilities, vec![0.5, 2.0 / 3.0, 0.75]);

@@ -205,6 +205,16 @@ impl Dao {
         self.inner.ledger().stake(node)
     }
 
+    /// All voters' stake as this node's ledger sees it.
+    pub fn total_stake(&self) -> u64 {
+        self.inner.ledger().total_stake()
+    }
+
+    /// The vote this node counted last (its own or a peer's).
+    pub fn last_vote(&self) -> Option<crate::VoteBody> {
+        self.inner.ledger().last_vote().cloned()
+    }
+
     /// Publishes an already signed vote as is (to relay votes, and for fault-injection tests).
     pub async fn relay_vote(&self, vote: &crate::SignedVote) {
         self.inner.publish(topics::VOTES, vote).await;

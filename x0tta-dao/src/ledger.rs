@@ -267,6 +267,7 @@ pub struct Ledger<V> {
     pub(crate) base_policy: BTreeMap<ContentId, Policy>,
     /// Proposals too old to vote on, waiting for proof of finality (anti-entropy).
     pub(crate) late: BTreeMap<ContentId, crate::sync::Late>,
+    last_vote: Option<VoteBody>,
 }
 
 impl<V: Verifier> Ledger<V> {
@@ -280,7 +281,18 @@ impl<V: Verifier> Ledger<V> {
             proposals: BTreeMap::new(),
             base_policy: BTreeMap::new(),
             late: BTreeMap::new(),
+            last_vote: None,
         }
+    }
+
+    /// All stake (after any slashing).
+    pub fn total_stake(&self) -> u64 {
+        self.stakes.values().fold(0, |a, s| a.saturating_add(*s))
+    }
+
+    /// The vote counted last, by anyone.
+    pub fn last_vote(&self) -> Option<&VoteBody> {
+        self.last_vote.as_ref()
     }
 
     /// The governance settings.
@@ -456,6 +468,7 @@ impl<V: Verifier> Ledger<V> {
         if newest.is_some_and(|r| r > body.revision) {
             VoteResult::Refused(Refusal::Superseded)
         } else {
+            self.last_vote = Some(body);
             VoteResult::Counted { cost }
         }
     }

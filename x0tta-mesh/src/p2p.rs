@@ -121,6 +121,8 @@ pub struct P2pConfig {
     /// no entry in [`P2pTransport::records`]; [`P2pTransport::pq_authenticated`] tells them
     /// apart. Without the feature, [`P2pTransport::start`] refuses `quic: true`.
     pub quic: bool,
+    /// Told of every `/x0tta/pq/1.0.0` upgrade (duration, outcome), e.g. for metrics.
+    pub handshakes: Option<upgrade::HandshakeObserver>,
 }
 
 impl Default for P2pConfig {
@@ -135,6 +137,7 @@ impl Default for P2pConfig {
             queue: 1024,
             pinned: None,
             quic: false,
+            handshakes: None,
         }
     }
 }
@@ -465,6 +468,9 @@ impl P2pTransport {
             .with_rekey_interval(config.mesh.rekey_interval);
         if let Some(ring) = config.pinned.clone() {
             pq = pq.with_pinned_keys(ring);
+        }
+        if let Some(observer) = config.handshakes.clone() {
+            pq = pq.with_observer(observer);
         }
         let records = pq.records().clone();
         let peer_id = identity.peer_id();

@@ -193,6 +193,52 @@ impl Default for PeerRecords {
     }
 }
 
+/// One finished upgrade (TLS and the PQ exchange), as a [`HandshakeObserver`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeRecord {
+    /// Whether this side dialed (initiator) or accepted.
+    pub role: Role,
+    /// From the first TLS byte to the authenticated peer (or to the failure).
+    pub duration: Duration,
+    /// How the peer proved its identity; `None` if the upgrade failed.
+    pub mode: Option<AuthMode>,
+}
+
+/// Told of every upgrade a [`Config`] runs, e.g. to count handshakes and time them
+/// (`Config::with_observer`). It runs on the connection's task: keep it short.
+#[derive(Clone)]
+pub struct HandshakeObserver(Arc<dyn Fn(&HandshakeRecord) + Send + Sync>);
+
+impl HandshakeObserver {
+    /// An observer that calls `f`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let done = Arc::new(AtomicU64::new(0));
+    /// let seen = done.clone();
+    /// let observer = x0tta_pqc::upgrade::HandshakeObserver::new(move |r| {
+    ///     if r.mode.is_some() {
+    ///         seen.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// # let _ = observer;
+    /// ```
+    pub fn new(f: impl Fn(&HandshakeRecord) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn tell(&self, record: &HandshakeRecord) {
+        (self.0)(record);
+    }
+}
+
+impl std::fmt::Debug for HandshakeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandshakeObserver")
+    }
+}
+
 /// The `/x0tta/pq/1.0.0` security upgrade. Cheap to clone.
 #[derive(Clone)]
 pub struct Config {
@@ -203,6 +249,7 @@ pub struct Config {
     trust: Trust,
     allow_classical: bool,
     rekey_interval: Duration,
+    observer: Option<HandshakeObserver>,
 }
 
 impl Config {
@@ -224,7 +271,29 @@ impl Config {
             trust: Trust::FirstUse,
             allow_classical: false,
             rekey_interval: DEFAULT_REKEY_INTERVAL,
+            observer: None,
         })
+    }
+
+    /// Tells `observer` of every upgrade, successful or not.
+    pub fn with_observer(mut self, observer: HandshakeObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe<T>(
+        &self,
+        role: Role,
+        started: Instant,
+        result: &Result<(PeerId, PqStream<T>), UpgradeError>,
+    ) {
+        if let Some(o) = &self.observer {
+            o.tell(&HandshakeRecord {
+                role,
+                duration: started.elapsed(),
+                mode: result.as_ref().ok().and_then(|(_, s)| s.auth_mode()),
+            });
+        }
     }
 
     /// Shares `records` (e.g. one cache across several transports, or one pre-filled).
@@ -387,12 +456,18 @@ where
 
     fn upgrade_inbound(self, socket: C, _: Self::Info) -> Self::Future {
         async move {
-            let tls = futures_rustls::TlsAcceptor::from(self.server.clone())
-                .accept(socket)
-                .await
-                .map_err(UpgradeError::Tls)?;
-            self.authenticate(PqStream::new(Tls::Server(tls)), Role::Responder)
-                .await
+            let started = Instant::now();
+            let result = async {
+                let tls = futures_rustls::TlsAcceptor::from(self.server.clone())
+                    .accept(socket)
+                    .await
+                    .map_err(UpgradeError::Tls)?;
+                self.authenticate(PqStream::new(Tls::Server(tls)), Role::Responder)
+                    .await
+            }
+            .await;
+            self.observe(Role::Responder, started, &result);
+            result
         }
         .boxed()
     }
@@ -408,14 +483,20 @@ where
 
     fn upgrade_outbound(self, socket: C, _: Self::Info) -> Self::Future {
         async move {
-            // libp2p TLS: no SNI (an unspecified IP address disables it).
-            let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into());
-            let tls = futures_rustls::TlsConnector::from(self.client.clone())
-                .connect(name, socket)
-                .await
-                .map_err(UpgradeError::Tls)?;
-            self.authenticate(PqStream::new(Tls::Client(tls)), Role::Initiator)
-                .await
+            let started = Instant::now();
+            let result = async {
+                // libp2p TLS: no SNI (an unspecified IP address disables it).
+                let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED).into());
+                let tls = futures_rustls::TlsConnector::from(self.client.clone())
+                    .connect(name, socket)
+                    .await
+                    .map_err(UpgradeError::Tls)?;
+                self.authenticate(PqStream::new(Tls::Client(tls)), Role::Initiator)
+                    .await
+            }
+            .await;
+            self.observe(Role::Initiator, started, &result);
+            result
         }
         .boxed()
     }
