@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -381,7 +381,7 @@ fn type_of(schema: &serde_json::Value) -> String {
 }
 
 /// A JSON error: `{"error": "..."}` with its status.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]
@@ -424,6 +424,73 @@ async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Response 
         Ok(r) => r,
         Err(_) => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "the request timed out").into_response()
+        }
+    }
+}
+
+/// Axum's extractors, with their refusals as JSON [`ErrorBody`]s like every other error.
+mod extract {
+    use axum::extract::{FromRequest, FromRequestParts, Request};
+    use axum::http::request::Parts;
+    use axum::response::IntoResponse;
+    use serde::de::DeserializeOwned;
+
+    use super::ApiError;
+
+    fn refused(r: impl IntoResponse + std::fmt::Display) -> ApiError {
+        let text = r.to_string();
+        ApiError(r.into_response().status(), text)
+    }
+
+    /// The query string.
+    pub(crate) struct Query<T>(pub(crate) T);
+
+    impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+        type Rejection = ApiError;
+        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+            axum::extract::Query::from_request_parts(parts, state)
+                .await
+                .map(|q| Self(q.0))
+                .map_err(refused)
+        }
+    }
+
+    /// Path parameters.
+    pub(crate) struct Path<T>(pub(crate) T);
+
+    impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+        type Rejection = ApiError;
+        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map(|p| Self(p.0))
+                .map_err(refused)
+        }
+    }
+
+    /// A JSON body.
+    pub(crate) struct Json<T>(pub(crate) T);
+
+    impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+        type Rejection = ApiError;
+        async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+            axum::Json::from_request(req, state)
+                .await
+                .map(|j| Self(j.0))
+                .map_err(refused)
+        }
+    }
+
+    /// A UTF-8 text body.
+    pub(crate) struct Text(pub(crate) String);
+
+    impl<S: Send + Sync> FromRequest<S> for Text {
+        type Rejection = ApiError;
+        async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+            String::from_request(req, state)
+                .await
+                .map(Self)
+                .map_err(refused)
         }
     }
 }
@@ -504,6 +571,7 @@ async fn neighbours(State(s): State<ApiState>) -> Response {
 #[into_params(parameter_in = Query)]
 pub(crate) struct LimitQuery {
     /// How many (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -550,7 +618,10 @@ fn knowledge_error(e: x0tta_core::KnowledgeError) -> ApiError {
     responses(
         (status = 200, description = "The newest incidents, newest first", body = Vec<IncidentView>),
         (status = 400, description = "Bad limit", body = ErrorBody)))]
-async fn incidents(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> Response {
+async fn incidents(
+    State(s): State<ApiState>,
+    extract::Query(q): extract::Query<LimitQuery>,
+) -> Response {
     let limit = match q.get() {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -574,8 +645,10 @@ async fn incidents(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> Re
 #[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
     /// The text (words of anomaly kinds, subjects, root causes, templates).
+    #[param(min_length = 1, max_length = 1024, pattern = r"\S")]
     q: String,
     /// How many hits (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -583,7 +656,10 @@ pub(crate) struct SearchParams {
     responses(
         (status = 200, description = "Hybrid search (BM25 + HNSW vectors, fused), best first", body = Vec<HitView>),
         (status = 400, description = "Bad query", body = ErrorBody)))]
-async fn search(State(s): State<ApiState>, Query(q): Query<SearchParams>) -> Response {
+async fn search(
+    State(s): State<ApiState>,
+    extract::Query(q): extract::Query<SearchParams>,
+) -> Response {
     let limit = match (LimitQuery { limit: q.limit }).get() {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -619,7 +695,7 @@ async fn search(State(s): State<ApiState>, Query(q): Query<SearchParams>) -> Res
         (status = 400, description = "Not a content id", body = ErrorBody),
         (status = 404, description = "Unknown here", body = ErrorBody),
         (status = 410, description = "Known, but its body was evicted by retention", body = ErrorBody)))]
-async fn incident(State(s): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
+async fn incident(State(s): State<ApiState>, extract::Path(id): extract::Path<String>) -> Response {
     let cid: ContentId = match id.parse() {
         Ok(c) => c,
         Err(e) => {
@@ -661,7 +737,10 @@ async fn policy_history(State(s): State<ApiState>) -> Response {
     responses(
         (status = 200, description = "The MAPE-K loop's recent cycles, newest first", body = Vec<CycleView>),
         (status = 400, description = "Bad limit", body = ErrorBody)))]
-async fn cycles(State(s): State<ApiState>, Query(q): Query<LimitQuery>) -> Response {
+async fn cycles(
+    State(s): State<ApiState>,
+    extract::Query(q): extract::Query<LimitQuery>,
+) -> Response {
     match q.get() {
         Ok(limit) => Json(s.telemetry.cycles(limit)).into_response(),
         Err(e) => e.into_response(),
@@ -878,7 +957,7 @@ async fn list(State(s): State<ApiState>) -> Response {
         (status = 200, description = "The proposal", body = ProposalView),
         (status = 400, description = "Not a content id", body = ErrorBody),
         (status = 404, description = "Unknown here", body = ErrorBody)))]
-async fn show(State(s): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
+async fn show(State(s): State<ApiState>, extract::Path(id): extract::Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
@@ -902,10 +981,11 @@ pub(crate) struct Created {
         description = "The proposal in the seed's YAML layout (proposal_id, title, description, rationale, creator, track, changes)"),
     responses(
         (status = 201, description = "Signed and gossiped", body = Created),
+        (status = 400, description = "Body not UTF-8", body = ErrorBody),
         (status = 401, description = "No or wrong token", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB"),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Refused: malformed, wrong creator, or invalid change", body = ErrorBody)))]
-async fn propose(State(s): State<ApiState>, body: String) -> Response {
+async fn propose(State(s): State<ApiState>, extract::Text(body): extract::Text) -> Response {
     let spec = match ProposalSpec::from_yaml(&body, "request body") {
         Ok(spec) => spec,
         Err(e) => {
@@ -952,17 +1032,17 @@ pub(crate) struct Counted {
     request_body = VoteRequest,
     responses(
         (status = 200, description = "Counted, signed and gossiped", body = Counted),
-        (status = 400, description = "Not a content id", body = ErrorBody),
+        (status = 400, description = "Not a content id, or the body is not JSON", body = ErrorBody),
         (status = 401, description = "No or wrong token", body = ErrorBody),
         (status = 404, description = "Unknown proposal", body = ErrorBody),
         (status = 409, description = "Refused: not voting, over budget, no stake…", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB"),
-        (status = 415, description = "Not JSON"),
-        (status = 422, description = "Malformed vote")))]
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Not a vote (fields missing or of the wrong type)", body = ErrorBody)))]
 async fn vote(
     State(s): State<ApiState>,
-    UrlPath(id): UrlPath<String>,
-    Json(v): Json<VoteRequest>,
+    extract::Path(id): extract::Path<String>,
+    extract::Json(v): extract::Json<VoteRequest>,
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -1056,8 +1136,8 @@ pub(crate) struct SampleView {
         (status = 422, description = "The rationale names no metric", body = ErrorBody)))]
 async fn effectiveness(
     State(s): State<ApiState>,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<WindowQuery>,
+    extract::Path(id): extract::Path<String>,
+    extract::Query(q): extract::Query<WindowQuery>,
 ) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,

@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicU64;
 use tokio::sync::{broadcast, watch};
 use x0tta_core::{
     AnomalyKind, CyclePhases, Governance, MeshEvent, Neighbour, NodeEvent, NodeHandle, PeerState,
-    Resolution, Subject, Timestamp, Transport, WakeReason,
+    Resolution, Severity, Subject, Timestamp, Transport, WakeReason,
 };
 use x0tta_dao::Dao;
 use x0tta_knowledge::{RedbKnowledge, SyncReport};
@@ -39,6 +39,11 @@ pub(crate) const TIMELINE_KEPT: usize = 200;
 const MAX_TRACKED: usize = 1024;
 /// Window of the PQ handshake rate.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The MAPE-K phases, as the phase label names them.
+const PHASES: [&str; 5] = ["monitor", "analyze", "plan", "execute", "knowledge"];
+/// Proposal phases, as the proposals gauge names them.
+const PROPOSAL_PHASES: [&str; 5] = ["discussion", "voting", "tallied", "executed", "rejected"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabel {
@@ -286,7 +291,80 @@ impl Metrics {
             m.policy_version.clone(),
         );
         r.register("node", "This node (value 1)", m.info.clone());
+        m.init_series();
         m
+    }
+
+    /// Creates every series whose labels are known in advance, at zero, so that a query sees
+    /// a 0 rather than no data before the first event (per-neighbour series come and go
+    /// with the neighbours).
+    fn init_series(&self) {
+        for phase in PHASES {
+            let _ = self
+                .phase_duration
+                .get_or_create_owned(&PhaseLabel { phase });
+        }
+        for kind in AnomalyKind::ALL {
+            for severity in [
+                Severity::Low,
+                Severity::Medium,
+                Severity::High,
+                Severity::Critical,
+            ] {
+                let _ = self.anomalies.get_or_create_owned(&AnomalyLabels {
+                    kind: kind.to_string(),
+                    severity: severity.to_string(),
+                });
+            }
+        }
+        for r in [
+            Resolution::Healed,
+            Resolution::Failed,
+            Resolution::NoPlan,
+            Resolution::Escalated,
+            Resolution::AwaitingVote,
+            Resolution::Rejected,
+        ] {
+            let _ = self.incidents.get_or_create_owned(&ResolutionLabel {
+                resolution: resolution_name(r),
+            });
+        }
+        for role in ["initiator", "responder"] {
+            for result in ["first_contact", "kem_resumed", "failed"] {
+                let _ = self
+                    .handshakes
+                    .get_or_create_owned(&HandshakeLabels { role, result });
+            }
+            let _ = self
+                .handshake_duration
+                .get_or_create_owned(&RoleLabel { role });
+        }
+        for source in ["planner", "api"] {
+            let _ = self
+                .rag_duration
+                .get_or_create_owned(&SourceLabel { source });
+        }
+        for tier in ["hot", "warm", "cold"] {
+            let _ = self
+                .knowledge_reads
+                .get_or_create_owned(&TierLabel { tier });
+        }
+        for direction in ["received", "sent"] {
+            let _ = self
+                .crdt_bytes
+                .get_or_create_owned(&DirectionLabel { direction });
+        }
+        self.zero_states();
+    }
+
+    /// Neighbour and proposal gauges at zero for every state (before a sample counts them).
+    fn zero_states(&self) {
+        for state in ["up", "suspect", "down"] {
+            self.neighbours.get_or_create(&StateLabel { state }).set(0);
+        }
+        for state in PROPOSAL_PHASES {
+            self.proposals.get_or_create(&StateLabel { state }).set(0);
+        }
     }
 
     fn handshake(&self, r: &HandshakeRecord) {
@@ -322,7 +400,7 @@ pub(crate) struct CycleView {
     /// Its duration, ms (absent while it runs).
     pub(crate) duration_ms: Option<u64>,
     /// Time per phase, µs.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) phases: Option<CyclePhases>,
     /// Metrics read.
     pub(crate) metrics: usize,
@@ -777,13 +855,13 @@ impl Telemetry {
                 // Whole milliseconds round a fast cycle to 0; the phases' µs sum does not.
                 let secs = (*duration_ms as f64 / 1000.0).max(phases.total_us() as f64 / 1e6);
                 m.cycle_duration.observe(secs);
-                for (phase, us) in [
-                    ("monitor", phases.monitor_us),
-                    ("analyze", phases.analyze_us),
-                    ("plan", phases.plan_us),
-                    ("execute", phases.execute_us),
-                    ("knowledge", phases.knowledge_us),
-                ] {
+                for (phase, us) in PHASES.into_iter().zip([
+                    phases.monitor_us,
+                    phases.analyze_us,
+                    phases.plan_us,
+                    phases.execute_us,
+                    phases.knowledge_us,
+                ]) {
                     let handled = phases.plan_us > 0;
                     if matches!(phase, "monitor" | "analyze") || handled {
                         m.phase_duration
@@ -833,16 +911,12 @@ impl Telemetry {
     pub(crate) async fn sample(&self, s: &Sources) {
         let m = &self.0.m;
         let neighbours = s.mesh.neighbours().await;
-        m.neighbours.clear();
         m.rtt.clear();
         m.loss.clear();
+        let mut states: HashMap<&'static str, i64> = HashMap::new();
         let mut pq = 0;
         for n in &neighbours {
-            m.neighbours
-                .get_or_create(&StateLabel {
-                    state: state_name(n.state),
-                })
-                .inc();
+            *states.entry(state_name(n.state)).or_default() += 1;
             let peer = PeerLabel {
                 peer: n.id.to_string(),
             };
@@ -869,7 +943,7 @@ impl Telemetry {
             policy_version: s.node.policy().current().version,
             ..DaoPanel::default()
         };
-        m.proposals.clear();
+        let mut phases: HashMap<&'static str, i64> = HashMap::new();
         let mut votes = 0u64;
         for id in s.dao.proposals() {
             dao.proposals += 1;
@@ -881,11 +955,7 @@ impl Telemetry {
                 if matches!(phase.as_str(), "discussion" | "voting") {
                     dao.active_proposals += 1;
                 }
-                m.proposals
-                    .get_or_create(&StateLabel {
-                        state: phase_name(&phase),
-                    })
-                    .inc();
+                *phases.entry(phase_name(&phase)).or_default() += 1;
                 votes = votes
                     .saturating_add(st.votes_for)
                     .saturating_add(st.votes_against);
@@ -898,6 +968,14 @@ impl Telemetry {
             support: v.support,
             at_ms: v.signed_at,
         });
+        // Set whole: a scrape never sees a half-counted table.
+        m.zero_states();
+        for (state, n) in states {
+            m.neighbours.get_or_create(&StateLabel { state }).set(n);
+        }
+        for (state, n) in phases {
+            m.proposals.get_or_create(&StateLabel { state }).set(n);
+        }
         m.votes.set(i64::try_from(votes).unwrap_or(i64::MAX));
         m.stake
             .set(i64::try_from(dao.total_stake).unwrap_or(i64::MAX));
@@ -1056,14 +1134,10 @@ fn state_name(s: PeerState) -> &'static str {
 }
 
 fn phase_name(p: &str) -> &'static str {
-    match p {
-        "discussion" => "discussion",
-        "voting" => "voting",
-        "tallied" => "tallied",
-        "executed" => "executed",
-        "rejected" => "rejected",
-        _ => "other",
-    }
+    PROPOSAL_PHASES
+        .into_iter()
+        .find(|known| *known == p)
+        .unwrap_or("other")
 }
 
 /// What the sampler reads.

@@ -321,6 +321,67 @@ fn the_api_keeps_its_openapi_contract() {
         let out = p.wait_with_output().unwrap();
         assert!(out.status.success(), "promtool: {}", text(&out));
     }
+    grafana_dashboard_queries_our_series(&text_format, dir.path());
+}
+
+/// Series that exist only while the node has neighbours.
+const PER_NEIGHBOUR: [&str; 2] = ["x0tta_neighbour_rtt_seconds", "x0tta_neighbour_loss_ratio"];
+
+/// docs/grafana/x0tta6bl4.json queries only series the node exports, in valid PromQL.
+fn grafana_dashboard_queries_our_series(metrics: &str, tmp: &Path) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana/x0tta6bl4.json"
+    );
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 20, "the dashboard has its panels");
+    for e in &exprs {
+        for (i, _) in e.match_indices("x0tta_") {
+            let name: String = e[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            // Per-neighbour series exist once there are neighbours (the browser test's
+            // two-node mesh checks them).
+            let per_neighbour = PER_NEIGHBOUR.contains(&base);
+            assert!(
+                per_neighbour || metrics.contains(&format!("# TYPE {base} ")),
+                "the Grafana dashboard queries {name}, which /metrics does not export"
+            );
+        }
+    }
+    if have(
+        "promtool",
+        "promtool checking the Grafana dashboard's PromQL",
+    ) {
+        let rules: Vec<Value> = exprs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| json!({ "record": format!("grafana:panel_{i}"), "expr": e }))
+            .collect();
+        let file = tmp.join("grafana-rules.json");
+        // YAML is a superset of JSON: promtool reads this as a rule file.
+        std::fs::write(
+            &file,
+            json!({ "groups": [{ "name": "grafana", "rules": rules }] }).to_string(),
+        )
+        .unwrap();
+        let out = Command::new("promtool")
+            .args(["check", "rules", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "PromQL: {}", text(&out));
+    }
 }
 
 #[test]
@@ -455,6 +516,13 @@ fn the_dashboard_shows_the_api_figures_live_in_a_browser() {
         let (_, d) = get(&api, "/api/v1/dashboard");
         (d["network"]["nodes_online"] == 2).then_some(d)
     });
+    wait_for("per-neighbour series", Duration::from_secs(20), || {
+        let (_, metrics) = get_text(&api, "/metrics", "text/plain");
+        PER_NEIGHBOUR
+            .iter()
+            .all(|f| metrics.contains(&format!("# TYPE {f} gauge")))
+            .then_some(())
+    });
     // The PQ upgrade's observer counted the link's handshake.
     assert!(
         seen["security"]["pq_handshakes_total"].as_u64().unwrap() >= 1,
@@ -573,4 +641,166 @@ fn the_dashboard_shows_the_api_figures_live_in_a_browser() {
         b"",
     );
     assert_eq!(code, 200);
+}
+
+#[test]
+fn the_api_keeps_answering_under_a_gossip_flood() {
+    use x0tta_core::Transport;
+    use x0tta_mesh::p2p::{P2pConfig, P2pTransport};
+    let _one = one_demo_at_a_time();
+    let (dir, _cfg, child) = start_node();
+    let _reap = Reaper(vec![child]);
+    let addr = api_json(dir.path())["addr"].as_str().unwrap().to_string();
+    let listen = wait_for("the node's listen address", Duration::from_secs(20), || {
+        let (_, st) = get(&addr, "/api/v1/status");
+        st["listen"][0].as_str().map(str::to_string)
+    });
+
+    // A peer that floods the incident topic with junk (refused by the node: not an envelope)
+    // for FLOOD, as fast as its transport takes it.
+    const FLOOD: Duration = Duration::from_secs(8);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let published = rt.block_on(async {
+        let me = x0tta_pqc::NodeIdentity::generate("spiffe://test/flooder".parse().unwrap());
+        let peer = P2pTransport::start(
+            &me,
+            P2pConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                bootstrap: vec![listen.parse().unwrap()],
+                mdns: false,
+                ..P2pConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while peer.neighbours().await.is_empty() {
+            assert!(Instant::now() < deadline, "the flooder never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await; // the gossip mesh forms
+        let flood = tokio::spawn(async move {
+            let end = Instant::now() + FLOOD;
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let junk = n.to_le_bytes().repeat(128); // 1 KiB, unique
+                if peer
+                    .publish(x0tta_core::topics::INCIDENTS, junk)
+                    .await
+                    .is_ok()
+                {
+                    n += 1;
+                }
+                if n.is_multiple_of(64) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            n
+        });
+        // Meanwhile an operator polls the API and the dashboard's figures.
+        let mut latencies = Vec::new();
+        let end = Instant::now() + FLOOD;
+        while Instant::now() < end {
+            let a = addr.clone();
+            let t = Instant::now();
+            let (s1, d1) = tokio::task::spawn_blocking(move || {
+                let s = get(&a, "/api/v1/status").0;
+                let d = get(&a, "/api/v1/dashboard").0;
+                (s, d)
+            })
+            .await
+            .unwrap();
+            assert_eq!((s1, d1), (200, 200), "the API answers during the flood");
+            latencies.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.sort();
+        let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "under a gossip flood: {} status+dashboard polls, p50 {:?}, p99 {:?}, max {:?}",
+            latencies.len(),
+            p(0.5),
+            p(0.99),
+            latencies[latencies.len() - 1]
+        );
+        // Bounded: no poll came near the 10 s request deadline.
+        assert!(latencies[latencies.len() - 1] < Duration::from_secs(5));
+        flood.await.unwrap()
+    });
+    eprintln!("flooder published {published} messages of 1 KiB");
+    assert!(published > 1000, "the flood was a flood");
+    // The node is still whole afterwards.
+    let (code, st) = get(&addr, "/api/v1/status");
+    assert_eq!(code, 200);
+    assert!(st["status"]["cycles"].as_u64().unwrap() > 0);
+}
+
+/// Schemathesis' `python3 -m schemathesis.cli` (from `X0TTA_SCHEMATHESIS_DIR`, where `.ci/run`
+/// installs it, or the Python path), if it runs.
+fn schemathesis() -> Option<Command> {
+    let dir = std::env::var_os("X0TTA_SCHEMATHESIS_DIR");
+    let cmd = || {
+        let mut c = Command::new("python3");
+        c.args(["-m", "schemathesis.cli"]);
+        if let Some(d) = &dir {
+            c.env("PYTHONPATH", d);
+        }
+        c
+    };
+    let works = cmd()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Schemathesis is missing in CI: .ci/run must install it"
+        );
+        eprintln!(
+            "SKIPPED: Schemathesis against the OpenAPI document: `python3 -m schemathesis.cli` does not run (pip install schemathesis)"
+        );
+        return None;
+    }
+    Some(cmd())
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_every_answer_matches_its_schema() {
+    let Some(mut st) = schemathesis() else {
+        return;
+    };
+    let (dir, _cfg, child) = start_node();
+    let _reap = Reaper(vec![child]);
+    let addr = api_json(dir.path())["addr"].as_str().unwrap().to_string();
+    let token = std::fs::read_to_string(dir.path().join("data/api.token")).unwrap();
+    let out = st
+        .args([
+            "run",
+            &format!("http://{addr}/api/v1/openapi.json"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth,unsupported_method",
+            "--header",
+            &format!("Authorization: Bearer {}", token.trim()),
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            // The event stream never ends; tests/http.rs reads its first event instead.
+            "--exclude-path",
+            "/api/v1/events",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let report = text(&out);
+    let tail: Vec<&str> = report.lines().rev().take(40).collect();
+    eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    assert!(
+        out.status.success(),
+        "Schemathesis found failures:\n{report}"
+    );
 }
