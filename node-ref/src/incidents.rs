@@ -1,13 +1,17 @@
-//! `incidents`, `export-car`, `import-car`: the node's memory from the command line. They open
-//! the knowledge store directly, so they run while the node is stopped (a running node holds
-//! the file; the error says so).
+//! `incidents`, `export-car`, `import-car`: the node's memory from the command line. `incidents`
+//! asks the running node through its HTTP API; with no node answering it opens the knowledge
+//! store itself. `export-car` and `import-car` open the store, so they run while the node is
+//! stopped (a running node holds the file; the error says so).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde::Deserialize;
 use x0tta_core::config::NodeConfig;
 use x0tta_core::{ContentId, Incident, KnowledgeStore, SearchQuery};
 use x0tta_knowledge::{KnowledgeConfig, RedbKnowledge};
+
+use crate::api::Client;
 
 fn open(config: &Path) -> Result<RedbKnowledge> {
     let cfg = NodeConfig::load(config)?;
@@ -21,7 +25,12 @@ fn open(config: &Path) -> Result<RedbKnowledge> {
     })
 }
 
-fn line(id: &ContentId, i: &Incident) -> String {
+/// Whether `e` says that no node listens (so the store can be opened directly).
+fn no_node(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some()
+}
+
+fn line(id: &str, i: &Incident) -> String {
     let template = i.plan.as_ref().map_or("-", |p| p.template.as_str());
     format!(
         "{id}  {}  {:<17} {:<16} {:<8} {:<24} {:?}",
@@ -34,19 +43,79 @@ fn line(id: &ContentId, i: &Incident) -> String {
     )
 }
 
-pub(crate) async fn list(config: &Path, limit: usize) -> Result<()> {
-    let store = open(config)?;
-    for (id, i) in store.recent(limit).await? {
-        println!("{}", line(&id, &i));
+/// An incident with its id, as the API and `--json` give it.
+#[derive(serde::Serialize, Deserialize)]
+struct Listed {
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
+    incident: Incident,
+}
+
+/// The incidents the node's API answers for `path`, or (no node running) `local`'s.
+async fn from_node_or_store<F, Fut>(config: &Path, path: &str, local: F) -> Result<Vec<Listed>>
+where
+    F: FnOnce(RedbKnowledge) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Listed>>>,
+{
+    match Client::for_config(config)?.get(path).await {
+        Ok(v) => Ok(serde_json::from_value(v)?),
+        Err(e) if no_node(&e) => local(open(config)?).await,
+        Err(e) => Err(e),
+    }
+}
+
+fn print(list: &[Listed], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(list)?);
+        return Ok(());
+    }
+    for l in list {
+        match l.score {
+            Some(score) => println!("{score:>7.3}  {}", line(&l.id, &l.incident)),
+            None => println!("{}", line(&l.id, &l.incident)),
+        }
     }
     Ok(())
 }
 
+pub(crate) async fn list(config: &Path, limit: usize, json: bool) -> Result<()> {
+    let got = from_node_or_store(
+        config,
+        &format!("/api/v1/incidents?limit={limit}"),
+        |store| async move {
+            Ok(store
+                .recent(limit)
+                .await?
+                .into_iter()
+                .map(|(id, incident)| Listed {
+                    id: id.to_string(),
+                    score: None,
+                    incident,
+                })
+                .collect())
+        },
+    )
+    .await?;
+    print(&got, json)
+}
+
 pub(crate) async fn show(config: &Path, id: &str) -> Result<()> {
-    let store = open(config)?;
     let cid: ContentId = id
         .parse()
         .with_context(|| format!("`{id}` is not an incident id"))?;
+    match Client::for_config(config)?
+        .get(&format!("/api/v1/incidents/{cid}"))
+        .await
+    {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v["incident"])?);
+            return Ok(());
+        }
+        Err(e) if !no_node(&e) => return Err(e),
+        Err(_) => {}
+    }
+    let store = open(config)?;
     match store.get(&cid).await? {
         Some(i) => {
             println!("{}", serde_json::to_string_pretty(&i)?);
@@ -59,14 +128,40 @@ pub(crate) async fn show(config: &Path, id: &str) -> Result<()> {
     }
 }
 
-pub(crate) async fn search(config: &Path, text: &str, limit: usize) -> Result<()> {
-    let store = open(config)?;
-    let mut q = SearchQuery::text(text);
-    q.limit = limit;
-    for hit in store.search(&q).await? {
-        println!("{:>7.3}  {}", hit.score, line(&hit.id, &hit.incident));
-    }
-    Ok(())
+pub(crate) async fn search(config: &Path, text: &str, limit: usize, json: bool) -> Result<()> {
+    let query: String = url_encode(text);
+    let got = from_node_or_store(
+        config,
+        &format!("/api/v1/incidents/search?q={query}&limit={limit}"),
+        |store| async move {
+            let mut q = SearchQuery::text(text);
+            q.limit = limit;
+            Ok(store
+                .search(&q)
+                .await?
+                .into_iter()
+                .map(|h| Listed {
+                    id: h.id.to_string(),
+                    score: Some(h.score),
+                    incident: h.incident,
+                })
+                .collect())
+        },
+    )
+    .await?;
+    print(&got, json)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub(crate) async fn export_car(config: &Path, out: &Path) -> Result<()> {

@@ -12,17 +12,26 @@ mod incidents;
 mod init;
 mod keys;
 mod run;
+mod systemd;
 mod telemetry;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Exit codes, as `--help` and the man page state them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the command failed; `error: …` on stderr says why (and `keys verify`: the signature is invalid)
+  2  the command line is wrong (unknown command, missing or bad argument)";
+
 #[derive(Parser)]
 #[command(
     name = "x0tta6bl4",
     version,
-    about = "Autonomic mesh node: monitor, analyze, plan, execute, remember"
+    about = "Autonomic mesh node: monitor, analyze, plan, execute, remember",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +54,24 @@ enum Command {
         /// Overwrite an existing configuration file.
         #[arg(long)]
         force: bool,
+        /// Also write a hardened systemd unit for this node to this file.
+        #[arg(long, value_name = "FILE")]
+        systemd: Option<PathBuf>,
+        /// The user the systemd unit runs the node as.
+        #[arg(long, default_value = "x0tta6bl4", requires = "systemd")]
+        user: String,
+    },
+    /// Print the hardened systemd unit for a node configuration (what `init --systemd` writes).
+    SystemdUnit {
+        /// Configuration file (made absolute).
+        #[arg(long, default_value = "/var/lib/x0tta6bl4/node.yaml")]
+        config: PathBuf,
+        /// The user the node runs as.
+        #[arg(long, default_value = "x0tta6bl4")]
+        user: String,
+        /// The binary (default: this one).
+        #[arg(long)]
+        bin: Option<PathBuf>,
     },
     /// Run the node until Ctrl-C / SIGTERM.
     Run {
@@ -81,11 +108,14 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// The node's incidents (run while the node is stopped).
+    /// The node's incidents: from the running node's API, else from its store.
     Incidents {
         /// Configuration file.
         #[arg(long, default_value = "node.yaml")]
         config: PathBuf,
+        /// Print JSON (`list` and `search`; `show` always prints JSON).
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: IncidentsCommand,
     },
@@ -149,6 +179,17 @@ enum Command {
         /// CAR file to read.
         #[arg(long = "in")]
         input: PathBuf,
+    },
+    /// Print a shell completion script (e.g. `x0tta6bl4 completions bash > /etc/bash_completion.d/x0tta6bl4`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write x0tta6bl4.1 and x0tta6bl4-COMMAND.1 pages here (e.g. /usr/local/share/man/man1).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The small HTTP service the demo supervises (internal).
     #[command(hide = true)]
@@ -282,9 +323,48 @@ fn real_main() -> anyhow::Result<()> {
                 name,
                 bootstrap,
                 force,
-            } => init::init(&config, &name, bootstrap, force),
+                systemd,
+                user,
+            } => {
+                init::init(&config, &name, bootstrap, force)?;
+                if let Some(unit) = systemd {
+                    let bin = std::env::current_exe()?;
+                    std::fs::write(&unit, systemd::unit(&config, &user, &bin)?)
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", unit.display()))?;
+                    println!(
+                        "systemd   {} (install: see its first lines)",
+                        unit.display()
+                    );
+                }
+                Ok(())
+            }
+            Command::SystemdUnit { config, user, bin } => {
+                let bin = match bin {
+                    Some(b) => b,
+                    None => std::env::current_exe()?,
+                };
+                print!("{}", systemd::unit(&config, &user, &bin)?);
+                Ok(())
+            }
             Command::Run { config } => run::run(&config).await,
             Command::Status { config, json } => run::status(&config, json).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "x0tta6bl4", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man { out } => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                match out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(&dir)?;
+                        clap_mangen::generate_to(cmd, &dir)?;
+                        println!("man pages in {}", dir.display());
+                    }
+                    None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+                }
+                Ok(())
+            }
             Command::Openapi { markdown } => {
                 if markdown {
                     print!("{}", api::reference_markdown()?);
@@ -302,11 +382,15 @@ fn real_main() -> anyhow::Result<()> {
                 demo::demo(scenario, nodes).await
             }
             Command::DemoService { port } => demo_service::serve(port).await,
-            Command::Incidents { config, command } => match command {
-                IncidentsCommand::List { limit } => incidents::list(&config, limit).await,
+            Command::Incidents {
+                config,
+                json,
+                command,
+            } => match command {
+                IncidentsCommand::List { limit } => incidents::list(&config, limit, json).await,
                 IncidentsCommand::Show { id } => incidents::show(&config, &id).await,
                 IncidentsCommand::Search { text, limit } => {
-                    incidents::search(&config, &text, limit).await
+                    incidents::search(&config, &text, limit, json).await
                 }
             },
             Command::Propose { config, file, json } => gov::propose(&config, &file, json).await,
