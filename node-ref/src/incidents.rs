@@ -164,39 +164,66 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-pub(crate) async fn export_car(config: &Path, out: &Path) -> Result<()> {
+pub(crate) async fn export_car(config: &Path, out: &Path, json: bool) -> Result<()> {
     let store = open(config)?;
     let file = tokio::fs::File::create(out)
         .await
         .with_context(|| format!("creating {}", out.display()))?;
-    let mut w = tokio::io::BufWriter::new(file);
+    let bar = crate::progress::bytes(None, "exporting");
+    let mut w = crate::progress::Counted::new(tokio::io::BufWriter::new(file), bar.clone());
     let r = store.export_car(&mut w).await?;
     tokio::io::AsyncWriteExt::flush(&mut w).await?;
-    println!(
-        "wrote {} ({} incidents, root {})",
-        out.display(),
-        r.incidents,
-        r.root
-    );
+    bar.finish_and_clear();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "file": out, "incidents": r.incidents, "root": r.root.to_string(), "bytes": bar.position() })
+        );
+    } else {
+        println!(
+            "wrote {} ({} incidents, root {})",
+            out.display(),
+            r.incidents,
+            r.root
+        );
+    }
     Ok(())
 }
 
-pub(crate) async fn import_car(config: &Path, input: &Path) -> Result<()> {
+pub(crate) async fn import_car(config: &Path, input: &Path, json: bool) -> Result<()> {
     let store = open(config)?;
     let file = tokio::fs::File::open(input)
         .await
         .with_context(|| format!("opening {}", input.display()))?;
-    let r = store.import_car(tokio::io::BufReader::new(file)).await?;
-    println!(
-        "imported {}: {} new, {} already known, {} other blocks, {} refused",
-        input.display(),
-        r.added,
-        r.already_known,
-        r.other_blocks,
-        r.refused.len()
-    );
-    for b in &r.refused {
-        println!("  refused {}: {}", b.cid, b.reason);
+    let size = file.metadata().await.ok().map(|m| m.len());
+    let bar = crate::progress::bytes(size, "importing");
+    let reader = crate::progress::Counted::new(tokio::io::BufReader::new(file), bar.clone());
+    let r = store.import_car(reader).await?;
+    bar.finish_and_clear();
+    if json {
+        let refused: Vec<_> = r
+            .refused
+            .iter()
+            .map(
+                |b| serde_json::json!({ "cid": b.cid.to_string(), "reason": b.reason.to_string() }),
+            )
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "file": input, "added": r.added, "already_known": r.already_known, "other_blocks": r.other_blocks, "refused": refused })
+        );
+    } else {
+        println!(
+            "imported {}: {} new, {} already known, {} other blocks, {} refused",
+            input.display(),
+            r.added,
+            r.already_known,
+            r.other_blocks,
+            r.refused.len()
+        );
+        for b in &r.refused {
+            println!("  refused {}: {}", b.cid, b.reason);
+        }
     }
     if !r.refused.is_empty() {
         anyhow::bail!("{} blocks did not match their CID", r.refused.len());

@@ -11,6 +11,7 @@ mod gov;
 mod incidents;
 mod init;
 mod keys;
+mod progress;
 mod run;
 mod systemd;
 mod telemetry;
@@ -170,6 +171,9 @@ enum Command {
         /// CAR file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Import incidents from a CARv1 file; blocks that do not match their CID are refused.
     ImportCar {
@@ -179,6 +183,9 @@ enum Command {
         /// CAR file to read.
         #[arg(long = "in")]
         input: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script (e.g. `x0tta6bl4 completions bash > /etc/bash_completion.d/x0tta6bl4`).
     Completions {
@@ -410,8 +417,14 @@ fn real_main() -> anyhow::Result<()> {
                 ProposalsCommand::List => gov::list(&config, json).await,
                 ProposalsCommand::Show { id } => gov::show(&config, &id, json).await,
             },
-            Command::ExportCar { config, out } => incidents::export_car(&config, &out).await,
-            Command::ImportCar { config, input } => incidents::import_car(&config, &input).await,
+            Command::ExportCar { config, out, json } => {
+                incidents::export_car(&config, &out, json).await
+            }
+            Command::ImportCar {
+                config,
+                input,
+                json,
+            } => incidents::import_car(&config, &input, json).await,
             Command::Keys { command } => match command {
                 KeysCommand::Gen { out, spiffe } => match spiffe {
                     Some(id) => keys::generate_identity(&out, &id),

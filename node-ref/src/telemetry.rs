@@ -359,7 +359,7 @@ impl Metrics {
 
     /// Neighbour and proposal gauges at zero for every state (before a sample counts them).
     fn zero_states(&self) {
-        for state in ["up", "suspect", "down"] {
+        for state in ["up", "suspect", "down", "isolated"] {
             self.neighbours.get_or_create(&StateLabel { state }).set(0);
         }
         for state in PROPOSAL_PHASES {
@@ -419,7 +419,7 @@ pub(crate) struct AnomalyBrief {
     pub(crate) kind: String,
     /// What it concerns.
     pub(crate) subject: String,
-    /// `low` … `critical`.
+    /// `LOW`, `MEDIUM`, `HIGH` or `CRITICAL`.
     pub(crate) severity: String,
     /// 0..1.
     pub(crate) confidence: f64,
@@ -555,7 +555,7 @@ pub(crate) struct Graph {
 pub(crate) struct GraphNode {
     /// Node id.
     pub(crate) id: String,
-    /// `self`, `up`, `suspect`, `down`, …
+    /// `self`, `up`, `suspect`, `down` or `isolated`.
     pub(crate) state: String,
 }
 
@@ -1129,6 +1129,7 @@ fn state_name(s: PeerState) -> &'static str {
         PeerState::Up => "up",
         PeerState::Suspect => "suspect",
         PeerState::Down => "down",
+        PeerState::Isolated => "isolated",
         _ => "other",
     }
 }

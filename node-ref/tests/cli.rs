@@ -404,7 +404,21 @@ fn incidents_are_kept_listed_searched_and_moved_as_car() {
         assert!(Instant::now() < deadline, "no incident recorded");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let busy = x0tta(&["incidents", "--config", &cfg_s, "list"]);
+    // While the node runs, `incidents` asks it through the API...
+    let live = x0tta(&["incidents", "--config", &cfg_s, "list", "--json"]);
+    assert!(live.status.success(), "{}", text(&live));
+    let listed: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    let first = listed[0]["id"].as_str().unwrap().to_string();
+    let shown = x0tta(&["incidents", "--config", &cfg_s, "show", &first]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    // ...and what needs the store itself says the node holds it.
+    let busy = x0tta(&[
+        "export-car",
+        "--config",
+        &cfg_s,
+        "--out",
+        dir.path().join("busy.car").to_str().unwrap(),
+    ]);
     assert!(!busy.status.success());
     assert!(
         text(&busy).contains("is the node running?"),
