@@ -122,12 +122,15 @@ fn percentile(mut v: Vec<f64>, p: f64) -> Option<f64> {
 }
 
 async fn wait_until(what: &str, deadline: Instant, mut f: impl FnMut() -> bool) -> Result<()> {
+    let bar = crate::progress::spinner(what);
     while !f() {
         if Instant::now() > deadline {
+            bar.finish_and_clear();
             bail!("timed out waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    bar.finish_and_clear();
     Ok(())
 }
 

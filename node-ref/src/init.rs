@@ -78,12 +78,26 @@ services: []
     )
 }
 
+/// What `init` wrote (printed as lines, or as JSON with `--json`).
+#[derive(serde::Serialize)]
+pub(crate) struct Written {
+    pub(crate) config: PathBuf,
+    pub(crate) spiffe_id: String,
+    pub(crate) node_id: String,
+    pub(crate) keys: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) api: String,
+    pub(crate) token: PathBuf,
+    pub(crate) plans: Option<PathBuf>,
+    pub(crate) systemd: Option<PathBuf>,
+}
+
 pub(crate) fn init(
     config: &Path,
     name: &str,
     bootstrap: Option<PathBuf>,
     force: bool,
-) -> Result<()> {
+) -> Result<Written> {
     if config.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", config.display());
     }
@@ -116,29 +130,51 @@ pub(crate) fn init(
     let identity = crate::assemble::load_identity(&cfg)?;
     let token = crate::api::token_path(&cfg);
     crate::api::ensure_token(&token)?;
-    println!("wrote {}", config.display());
-    println!("identity  {}", n.identity.spiffe_id());
-    println!(
-        "node id   {} (libp2p PeerId: voters lists and proposals name it)",
-        identity.node_id()
-    );
-    println!(
-        "keys      {} (ML-DSA-65, Ed25519, ML-KEM-768; 0600)",
-        n.identity.key_dir.display()
-    );
-    println!("data      {}", n.storage.path.display());
-    println!(
-        "api       http://{}/api/v1/ (token {}, 0600)",
-        n.api.listen,
-        token.display()
-    );
-    if let Some(dir) = &n.storage.plans_dir {
+    Ok(Written {
+        config: config.to_path_buf(),
+        spiffe_id: n.identity.spiffe_id(),
+        node_id: identity.node_id().to_string(),
+        keys: n.identity.key_dir.clone(),
+        data: n.storage.path.clone(),
+        api: format!("http://{}/api/v1/", n.api.listen),
+        token,
+        plans: n.storage.plans_dir.clone(),
+        systemd: None,
+    })
+}
+
+impl Written {
+    /// The lines an operator reads.
+    pub(crate) fn print(&self) {
+        println!("wrote {}", self.config.display());
+        println!("identity  {}", self.spiffe_id);
         println!(
-            "plans     {} ({} templates)",
-            dir.display(),
-            DEFAULT_PLANS.len()
+            "node id   {} (libp2p PeerId: voters lists and proposals name it)",
+            self.node_id
         );
+        println!(
+            "keys      {} (ML-DSA-65, Ed25519, ML-KEM-768; 0600)",
+            self.keys.display()
+        );
+        println!("data      {}", self.data.display());
+        println!(
+            "api       {} (token {}, 0600)",
+            self.api,
+            self.token.display()
+        );
+        if let Some(dir) = &self.plans {
+            println!(
+                "plans     {} ({} templates)",
+                dir.display(),
+                DEFAULT_PLANS.len()
+            );
+        }
+        if let Some(unit) = &self.systemd {
+            println!(
+                "systemd   {} (install: see its first lines)",
+                unit.display()
+            );
+        }
+        println!("next: x0tta6bl4 run --config {}", self.config.display());
     }
-    println!("next: x0tta6bl4 run --config {}", config.display());
-    Ok(())
 }

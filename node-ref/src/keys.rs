@@ -39,29 +39,47 @@ fn key_dir(key: &Path) -> PathBuf {
     }
 }
 
-pub(crate) fn generate(out: &Path) -> Result<()> {
+pub(crate) fn generate(out: &Path, json: bool) -> Result<()> {
     let keys = MlDsa65Keypair::generate();
     keys.save(out)
         .with_context(|| format!("saving keys to {}", out.display()))?;
+    let public = out.join(MlDsa65Keypair::PUBLIC_KEY_FILE);
+    let secret = out.join(MlDsa65Keypair::SECRET_KEY_FILE);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "public": public, "secret": secret, "public_bytes": MlDsa65PublicKey::LEN })
+        );
+        return Ok(());
+    }
     println!(
-        "wrote {}/{} (public, {} bytes)",
-        out.display(),
-        MlDsa65Keypair::PUBLIC_KEY_FILE,
+        "wrote {} (public, {} bytes)",
+        public.display(),
         MlDsa65PublicKey::LEN
     );
-    println!(
-        "wrote {}/{} (secret, 0600)",
-        out.display(),
-        MlDsa65Keypair::SECRET_KEY_FILE
-    );
+    println!("wrote {} (secret, 0600)", secret.display());
     Ok(())
 }
 
-pub(crate) fn generate_identity(out: &Path, spiffe: &str) -> Result<()> {
+pub(crate) fn generate_identity(out: &Path, spiffe: &str, json: bool) -> Result<()> {
     let spiffe: SpiffeId = spiffe.parse()?;
     let fresh = !out.join(MlDsa65Keypair::SECRET_KEY_FILE).exists();
     let id = NodeIdentity::load_or_generate(out, &spiffe)
         .with_context(|| format!("writing the identity in {}", out.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dir": out,
+                "new": fresh,
+                "node_id": id.node_id().to_string(),
+                "spiffe_id": id.spiffe_id().to_string(),
+                "record": out.join(NodeIdentity::RECORD_FILE),
+                "record_bytes": id.record().to_bytes().len(),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "{} identity in {}: files mldsa65.sk mldsa65.pk ed25519.sk mlkem768.sk (0600), {} (public record, {} bytes)",
         if fresh { "new" } else { "existing keys," },

@@ -61,6 +61,9 @@ enum Command {
         /// The user the systemd unit runs the node as.
         #[arg(long, default_value = "x0tta6bl4", requires = "systemd")]
         user: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the hardened systemd unit for a node configuration (what `init --systemd` writes).
     SystemdUnit {
@@ -253,6 +256,9 @@ enum KeysCommand {
         /// SPIFFE id of the node (`spiffe://<trust-domain>/<name>`): write a full identity.
         #[arg(long)]
         spiffe: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the key pair as PKCS#8 (DIR/mldsa65.sk.pem, 0600; RFC 9881 expandedKey with the
     /// public key) and SPKI (DIR/mldsa65.pk.pem) for other tools.
@@ -332,16 +338,19 @@ fn real_main() -> anyhow::Result<()> {
                 force,
                 systemd,
                 user,
+                json,
             } => {
-                init::init(&config, &name, bootstrap, force)?;
+                let mut written = init::init(&config, &name, bootstrap, force)?;
                 if let Some(unit) = systemd {
                     let bin = std::env::current_exe()?;
                     std::fs::write(&unit, systemd::unit(&config, &user, &bin)?)
                         .map_err(|e| anyhow::anyhow!("writing {}: {e}", unit.display()))?;
-                    println!(
-                        "systemd   {} (install: see its first lines)",
-                        unit.display()
-                    );
+                    written.systemd = Some(unit);
+                }
+                if json {
+                    println!("{}", serde_json::to_string(&written)?);
+                } else {
+                    written.print();
                 }
                 Ok(())
             }
@@ -426,9 +435,9 @@ fn real_main() -> anyhow::Result<()> {
                 json,
             } => incidents::import_car(&config, &input, json).await,
             Command::Keys { command } => match command {
-                KeysCommand::Gen { out, spiffe } => match spiffe {
-                    Some(id) => keys::generate_identity(&out, &id),
-                    None => keys::generate(&out),
+                KeysCommand::Gen { out, spiffe, json } => match spiffe {
+                    Some(id) => keys::generate_identity(&out, &id, json),
+                    None => keys::generate(&out, json),
                 },
                 KeysCommand::Export { key, out } => keys::export(&key, out.as_deref()),
                 KeysCommand::Sign {

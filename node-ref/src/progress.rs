@@ -25,6 +25,18 @@ pub(crate) fn bytes(total: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
+/// A spinner for a wait of unknown length ("waiting for the mesh to form"), with the time
+/// spent so far.
+pub(crate) fn spinner(what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} waiting for {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Counts the bytes that pass through a reader or writer on a progress bar.
 pub(crate) struct Counted<T> {
     inner: T,

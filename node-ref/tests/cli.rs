@@ -945,3 +945,36 @@ fn completions_and_man_page_come_from_the_cli() {
         Some(1)
     );
 }
+
+#[test]
+fn init_and_keys_print_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.yaml");
+    let out = x0tta(&["init", "--config", cfg.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["node_id"].as_str().unwrap().starts_with("12D3KooW"),
+        "{v}"
+    );
+    assert_eq!(v["api"], "http://127.0.0.1:3000/api/v1/");
+    let keys = dir.path().join("k");
+    let out = x0tta(&["keys", "gen", "--out", keys.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["public_bytes"], 1952);
+    let id = dir.path().join("id");
+    let out = x0tta(&[
+        "keys",
+        "gen",
+        "--out",
+        id.to_str().unwrap(),
+        "--spiffe",
+        "spiffe://x0tta.local/n1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["spiffe_id"], "spiffe://x0tta.local/n1");
+    assert_eq!(v["new"], true);
+}
