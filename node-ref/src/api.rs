@@ -759,7 +759,7 @@ async fn wake(State(s): State<ApiState>) -> Response {
 #[utoipa::path(get, path = "/api/v1/dashboard", tag = "operator",
     responses((status = 200, description = "The dashboard's figures", body = Dashboard)))]
 async fn dashboard(State(s): State<ApiState>) -> Response {
-    Json(s.telemetry.dashboard(s.sources.node.status().cycles)).into_response()
+    Json(s.telemetry.dashboard(&s.sources.node.status())).into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "operator",
@@ -783,7 +783,7 @@ async fn events(State(s): State<ApiState>) -> Response {
                 tokio::time::sleep(EVENT_COALESCE).await;
                 rx.borrow_and_update();
             }
-            let d = s.telemetry.dashboard(s.sources.node.status().cycles);
+            let d = s.telemetry.dashboard(&s.sources.node.status());
             let event = Event::default().event("dashboard").json_data(&d).ok()?;
             Some((
                 Ok::<_, std::convert::Infallible>(event),
@@ -903,10 +903,7 @@ pub(crate) struct FinalView {
 async fn view(dao: &x0tta_dao::Dao, id: &ContentId) -> Option<ProposalView> {
     let spec = dao.spec(id)?;
     let state = Governance::state(dao, id).await.ok().flatten()?;
-    let phase = serde_json::to_value(state.phase)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let phase = crate::telemetry::wire_name(&state.phase);
     Some(ProposalView {
         id: id.to_string(),
         proposal_id: spec.proposal_id,

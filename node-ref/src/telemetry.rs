@@ -20,8 +20,8 @@ use serde::Serialize;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::{broadcast, watch};
 use x0tta_core::{
-    AnomalyKind, CyclePhases, Governance, MeshEvent, Neighbour, NodeEvent, NodeHandle, PeerState,
-    Resolution, Severity, Subject, Timestamp, Transport, WakeReason,
+    AnomalyKind, CyclePhases, Governance, MeshEvent, Neighbour, NodeEvent, NodeHandle, NodeStatus,
+    PeerState, Resolution, Severity, Subject, Timestamp, Transport, WakeReason,
 };
 use x0tta_dao::Dao;
 use x0tta_knowledge::{RedbKnowledge, SyncReport};
@@ -588,7 +588,6 @@ struct Recent {
     handshake_samples: VecDeque<(Instant, u64)>,
     mttr_sum: f64,
     mttr_count: u64,
-    incidents: u64,
     dao: DaoPanel,
     last_gossip: (u64, u64),
     last_tiers: [u64; 3],
@@ -828,7 +827,6 @@ impl Telemetry {
                     .inc();
                 {
                     let mut r = self.recent();
-                    r.incidents += 1;
                     if let Some(c) = r.cycles.back_mut() {
                         c.incidents.push(IncidentBrief {
                             id: id.to_string(),
@@ -948,10 +946,7 @@ impl Telemetry {
         for id in s.dao.proposals() {
             dao.proposals += 1;
             if let Ok(Some(st)) = Governance::state(&s.dao, &id).await {
-                let phase = serde_json::to_value(st.phase)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let phase = wire_name(&st.phase);
                 if matches!(phase.as_str(), "discussion" | "voting") {
                     dao.active_proposals += 1;
                 }
@@ -1044,7 +1039,8 @@ impl Telemetry {
     }
 
     /// The dashboard's figures now.
-    pub(crate) fn dashboard(&self, cycles: u64) -> Dashboard {
+    pub(crate) fn dashboard(&self, status: &NodeStatus) -> Dashboard {
+        let cycles = status.cycles;
         let total = self.handshakes_ok();
         let failed = self.handshakes_failed();
         let r = self.recent();
@@ -1108,7 +1104,7 @@ impl Telemetry {
                 },
                 mean_mttr_s: (r.mttr_count > 0).then(|| r.mttr_sum / r.mttr_count as f64),
                 rag_cache_hit_rate: r.cache_hit_rate,
-                incidents: r.incidents,
+                incidents: status.incidents,
             },
             dao: r.dao.clone(),
             graph,
@@ -1117,11 +1113,16 @@ impl Telemetry {
     }
 }
 
-fn resolution_name(r: Resolution) -> String {
-    serde_json::to_value(r)
+/// The name serde gives a unit variant (`no_plan`, `voting`), as the API and labels use it.
+pub(crate) fn wire_name<T: Serialize + std::fmt::Debug>(v: &T) -> String {
+    serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{r:?}").to_lowercase())
+        .unwrap_or_else(|| format!("{v:?}").to_lowercase())
+}
+
+fn resolution_name(r: Resolution) -> String {
+    wire_name(&r)
 }
 
 fn state_name(s: PeerState) -> &'static str {
