@@ -35,9 +35,8 @@ fn main() {
 }
 
 fn compile(out: &Path) -> Result<(), String> {
-    let clang = find_clang().ok_or_else(|| {
-        "clang not found (set X0TTA_BPF_CLANG or put clang on PATH)".to_string()
-    })?;
+    let clang = find_clang()
+        .ok_or_else(|| "clang not found (set X0TTA_BPF_CLANG or put clang on PATH)".to_string())?;
     let mut cmd = Command::new(&clang);
     cmd.args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"]);
     // Debian and Ubuntu keep `asm/types.h` under the multiarch directory, which a
@@ -46,9 +45,7 @@ fn compile(out: &Path) -> Result<(), String> {
         cmd.arg(format!("-I{}", dir.display()));
     }
     cmd.args(["-c", SOURCE, "-o"]).arg(out);
-    let output = cmd
-        .output()
-        .map_err(|e| format!("running {clang}: {e}"))?;
+    let output = cmd.output().map_err(|e| format!("running {clang}: {e}"))?;
     if output.status.success() {
         return Ok(());
     }
@@ -65,15 +62,17 @@ fn find_clang() -> Option<String> {
     if let Ok(c) = env::var("X0TTA_BPF_CLANG") {
         return Some(c);
     }
-    ["clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14"]
-        .into_iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(str::to_string)
+    [
+        "clang", "clang-19", "clang-18", "clang-17", "clang-16", "clang-15", "clang-14",
+    ]
+    .into_iter()
+    .find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .map(str::to_string)
 }
 
 fn multiarch_include() -> Option<PathBuf> {

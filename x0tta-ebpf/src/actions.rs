@@ -225,7 +225,9 @@ impl Action for IsolatePeer {
                 }
             }
         }
-        Ok(format!("isolate_peer: {freed} block entries of ours removed"))
+        Ok(format!(
+            "isolate_peer: {freed} block entries of ours removed"
+        ))
     }
 }
 
@@ -273,7 +275,10 @@ impl Action for UnisolatePeer {
         }
         let n = done.len();
         lock(&self.ours).extend(done);
-        Ok(format!("let {} back in ({n} block entries removed)", list(&ips)))
+        Ok(format!(
+            "let {} back in ({n} block entries removed)",
+            list(&ips)
+        ))
     }
 
     async fn rollback(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {

@@ -367,7 +367,10 @@ impl XdpGuard {
     /// Interface-wide totals.
     pub fn totals(&self) -> Result<Totals, Error> {
         let maps = self.maps();
-        let per_cpu = maps.totals.get(&0, 0).map_err(|e| map_error(TOTALS, 1, e))?;
+        let per_cpu = maps
+            .totals
+            .get(&0, 0)
+            .map_err(|e| map_error(TOTALS, 1, e))?;
         let mut sum = [0u64; 6];
         for cpu in per_cpu.iter() {
             for (s, v) in sum.iter_mut().zip(cpu) {
@@ -580,7 +583,9 @@ where
 
 fn load_error(e: EbpfError) -> Error {
     match e {
-        EbpfError::MapError(MapError::CreateError { name, io_error }) if is_permission(&io_error) => {
+        EbpfError::MapError(MapError::CreateError { name, io_error })
+            if is_permission(&io_error) =>
+        {
             let _ = name;
             Error::PermissionDenied {
                 doing: "creating the XDP program's maps",
@@ -689,7 +694,9 @@ fn ip_of(key: &RawKey) -> Option<IpAddr> {
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&key[4..]);
     match u32::from_ne_bytes(family) {
-        4 => Some(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))),
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
         6 => Some(IpAddr::V6(Ipv6Addr::from(addr))),
         _ => None,
     }

@@ -126,7 +126,10 @@ impl Sensor for XdpSensor {
             reason: e.to_string(),
         };
         let (now, tracked, blocked) = self.snapshot().map_err(|e| fail(&e))?;
-        let mut last = self.last.lock().map_err(|_| fail(&"sensor state poisoned"))?;
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| fail(&"sensor state poisoned"))?;
         let mut r = Reading::default();
         for (i, g) in self.guards.iter().enumerate() {
             let name = g.interface();

@@ -25,8 +25,14 @@ fn to_v4() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(RX_V4), PORT)
 }
 
-fn attach(lab: &Lab, build: impl FnOnce(x0tta_ebpf::XdpGuardBuilder) -> x0tta_ebpf::XdpGuardBuilder + Send) -> Arc<XdpGuard> {
-    Arc::new(lab.in_a(|| build(XdpGuard::builder(RX_IF)).attach()).expect("attach"))
+fn attach(
+    lab: &Lab,
+    build: impl FnOnce(x0tta_ebpf::XdpGuardBuilder) -> x0tta_ebpf::XdpGuardBuilder + Send,
+) -> Arc<XdpGuard> {
+    Arc::new(
+        lab.in_a(|| build(XdpGuard::builder(RX_IF)).attach())
+            .expect("attach"),
+    )
 }
 
 #[test]
@@ -40,7 +46,14 @@ fn counters_match_what_was_sent() {
 
     let plan = [(tx_v4(2), 500u64), (tx_v4(3), 300), (tx_v6(2), 200)];
     for (from, n) in plan {
-        let to = SocketAddr::new(if from.is_ipv4() { RX_V4.into() } else { RX_V6.into() }, PORT);
+        let to = SocketAddr::new(
+            if from.is_ipv4() {
+                RX_V4.into()
+            } else {
+                RX_V6.into()
+            },
+            PORT,
+        );
         lab::send(&lab.sender(from), to, n, PAYLOAD, 20_000);
     }
     assert_eq!(rx4.settle() + rx6.settle(), 1_000, "everything passed");
@@ -67,7 +80,10 @@ fn counters_match_what_was_sent() {
             .output()
             .unwrap()
     });
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("xdp"), "still attached");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("xdp"),
+        "still attached"
+    );
 }
 
 #[test]
@@ -75,7 +91,9 @@ fn a_source_above_its_rate_is_held_to_it() {
     require_lab!();
     let lab = Lab::new("r");
     let (pps, burst) = (2_000u64, 100u64);
-    let guard = attach(&lab, move |b| b.rate_limit(RateLimit::new(pps, burst).unwrap()));
+    let guard = attach(&lab, move |b| {
+        b.rate_limit(RateLimit::new(pps, burst).unwrap())
+    });
     let rx = lab.receiver(IpAddr::V4(RX_V4));
 
     // 10,000 packets/s for 1.5 s against a 2,000 packets/s limit.
@@ -168,14 +186,23 @@ async fn an_isolated_peer_gets_nothing_through_until_unisolated() {
     let none = Params::new();
 
     let said = isolate.run(&none, &c).await.unwrap();
-    assert!(said.contains(&bad.to_string()) && said.contains(&bad6.to_string()), "{said}");
+    assert!(
+        said.contains(&bad.to_string()) && said.contains(&bad6.to_string()),
+        "{said}"
+    );
     assert!(guard.is_blocked(bad).unwrap() && guard.is_blocked(bad6).unwrap());
     let mut blocked = guard.blocked().unwrap();
     blocked.sort();
     assert_eq!(blocked, vec![bad, bad6]);
 
     lab::send(&lab.sender(bad), to_v4(), 400, PAYLOAD, 20_000);
-    lab::send(&lab.sender(bad6), SocketAddr::new(RX_V6.into(), PORT), 100, PAYLOAD, 20_000);
+    lab::send(
+        &lab.sender(bad6),
+        SocketAddr::new(RX_V6.into(), PORT),
+        100,
+        PAYLOAD,
+        20_000,
+    );
     lab::send(&lab.sender(good), to_v4(), 250, PAYLOAD, 20_000);
     assert_eq!(rx.settle(), 250, "only the good source arrives");
     assert_eq!(rx6.settle(), 0);
@@ -196,11 +223,23 @@ async fn an_isolated_peer_gets_nothing_through_until_unisolated() {
     let fresh = IsolatePeer::new(vec![guard.clone()]);
     guard.block(good).unwrap();
     let mut p = Params::new();
-    p.insert("address".into(), ParamValue::List(vec![ParamValue::Str(good.to_string()), ParamValue::Str(bad.to_string())]));
+    p.insert(
+        "address".into(),
+        ParamValue::List(vec![
+            ParamValue::Str(good.to_string()),
+            ParamValue::Str(bad.to_string()),
+        ]),
+    );
     fresh.run(&p, &c).await.unwrap();
     fresh.rollback(&p, &c).await.unwrap();
-    assert!(guard.is_blocked(good).unwrap(), "blocked before the step: left blocked");
-    assert!(!guard.is_blocked(bad).unwrap(), "blocked by the step: let back in");
+    assert!(
+        guard.is_blocked(good).unwrap(),
+        "blocked before the step: left blocked"
+    );
+    assert!(
+        !guard.is_blocked(bad).unwrap(),
+        "blocked by the step: let back in"
+    );
 
     // An anomaly about the host has no peer to isolate.
     let mut host = c.clone();
@@ -215,20 +254,48 @@ async fn an_isolated_peer_gets_nothing_through_until_unisolated() {
 async fn set_rate_limit_applies_and_rolls_back() {
     require_lab!();
     let lab = Lab::new("l");
-    let guard = attach(&lab, |b| b.rate_limit(RateLimit::new(50_000, 5_000).unwrap()));
+    let guard = attach(&lab, |b| {
+        b.rate_limit(RateLimit::new(50_000, 5_000).unwrap())
+    });
     let action = SetRateLimit::new(vec![guard.clone()]);
     let c = ctx("p", vec![]);
     let mut p = Params::new();
     p.insert("pps".into(), ParamValue::Int(1_000));
     p.insert("burst".into(), ParamValue::Int(50));
     action.run(&p, &c).await.unwrap();
-    assert_eq!(guard.rate_limit().unwrap(), Some(RateLimit { pps: 1_000, burst: 50 }));
+    assert_eq!(
+        guard.rate_limit().unwrap(),
+        Some(RateLimit {
+            pps: 1_000,
+            burst: 50
+        })
+    );
     action.rollback(&p, &c).await.unwrap();
-    assert_eq!(guard.rate_limit().unwrap(), Some(RateLimit { pps: 50_000, burst: 5_000 }));
+    assert_eq!(
+        guard.rate_limit().unwrap(),
+        Some(RateLimit {
+            pps: 50_000,
+            burst: 5_000
+        })
+    );
 
     p.insert("address".into(), ParamValue::Str(tx_v4(9).to_string()));
     action.run(&p, &c).await.unwrap();
-    assert_eq!(guard.set_source_limit(tx_v4(9), Some(RateLimit { pps: 1_000, burst: 50 })).unwrap(), Some(RateLimit { pps: 1_000, burst: 50 }));
+    assert_eq!(
+        guard
+            .set_source_limit(
+                tx_v4(9),
+                Some(RateLimit {
+                    pps: 1_000,
+                    burst: 50
+                })
+            )
+            .unwrap(),
+        Some(RateLimit {
+            pps: 1_000,
+            burst: 50
+        })
+    );
     action.rollback(&p, &c).await.unwrap();
     assert_eq!(guard.set_source_limit(tx_v4(9), None).unwrap(), None);
 
@@ -238,7 +305,10 @@ async fn set_rate_limit_applies_and_rolls_back() {
         bad.insert("burst".into(), ParamValue::Int(burst));
         assert!(action.run(&bad, &c).await.is_err());
     }
-    assert!(action.run(&Params::new(), &c).await.is_err(), "pps is required");
+    assert!(
+        action.run(&Params::new(), &c).await.is_err(),
+        "pps is required"
+    );
 }
 
 #[tokio::test]
@@ -249,7 +319,10 @@ async fn the_sensor_reports_rates_and_busiest_sources() {
     let _rx = lab.receiver(IpAddr::V4(RX_V4));
     let sensor = XdpSensor::new(vec![guard.clone()]);
     let first = sensor.read(&Policy::default()).await.unwrap();
-    assert!(first.metrics.iter().all(|(n, _)| !n.ends_with("_per_s")), "no rate on the first read");
+    assert!(
+        first.metrics.iter().all(|(n, _)| !n.ends_with("_per_s")),
+        "no rate on the first read"
+    );
 
     lab::send(&lab.sender(tx_v4(2)), to_v4(), 4_000, PAYLOAD, 20_000);
     let r = sensor.read(&Policy::default()).await.unwrap();
@@ -274,7 +347,10 @@ fn failures_are_typed() {
     let lab = Lab::new("e");
 
     let missing = lab.in_a(|| XdpGuard::attach("nope0"));
-    assert!(matches!(missing, Err(Error::NoSuchInterface(ref n)) if n == "nope0"), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NoSuchInterface(ref n)) if n == "nope0"),
+        "{missing:?}"
+    );
 
     // A full block map.
     let guard = attach(&lab, |b| b.max_blocked(2));
@@ -282,7 +358,16 @@ fn failures_are_typed() {
     guard.block(tx_v4(3)).unwrap();
     assert!(!guard.block(tx_v4(3)).unwrap(), "already blocked");
     let full = guard.block(tx_v4(4));
-    assert!(matches!(full, Err(Error::MapFull { map: "blocked", capacity: 2 })), "{full:?}");
+    assert!(
+        matches!(
+            full,
+            Err(Error::MapFull {
+                map: "blocked",
+                capacity: 2
+            })
+        ),
+        "{full:?}"
+    );
     drop(guard);
 
     // A program the verifier refuses: it reads the packet without a bounds check.
@@ -298,7 +383,14 @@ fn failures_are_typed() {
     .unwrap();
     let obj = dir.path().join("bad.o");
     let status = std::process::Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-g", "-I/usr/include/x86_64-linux-gnu", "-c"])
+        .args([
+            "-target",
+            "bpf",
+            "-O2",
+            "-g",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+        ])
         .arg(&src)
         .arg("-o")
         .arg(&obj)
@@ -323,7 +415,10 @@ fn failures_are_typed() {
         rustix::thread::set_capabilities(None, caps).unwrap();
         XdpGuard::attach(RX_IF)
     });
-    assert!(matches!(denied, Err(Error::PermissionDenied { .. })), "{denied:?}");
+    assert!(
+        matches!(denied, Err(Error::PermissionDenied { .. })),
+        "{denied:?}"
+    );
     let text = denied.unwrap_err().to_string();
     assert!(text.contains("CAP_BPF"), "{text}");
 }

@@ -39,7 +39,11 @@ pub fn missing() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
         why.push("root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for namespaces)".into());
     }
-    if !Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         why.push("iproute2's `ip`".into());
     }
     if why.is_empty() {
@@ -89,21 +93,90 @@ impl Lab {
         let (a, b) = (lab.a.as_str(), lab.b.as_str());
         ip(&["netns", "add", a]);
         ip(&["netns", "add", b]);
-        ip(&["-n", a, "link", "add", RX_IF, "type", "veth", "peer", "name", "veth-tx", "netns", b]);
+        ip(&[
+            "-n", a, "link", "add", RX_IF, "type", "veth", "peer", "name", "veth-tx", "netns", b,
+        ]);
         ip(&["-n", a, "link", "set", RX_IF, "address", MAC_A]);
         ip(&["-n", b, "link", "set", "veth-tx", "address", MAC_B]);
         ip(&["-n", a, "addr", "add", "10.77.0.1/24", "dev", RX_IF]);
         ip(&["-n", a, "addr", "add", "fd77::1/64", "dev", RX_IF, "nodad"]);
         for i in 2..=9 {
-            ip(&["-n", b, "addr", "add", &format!("10.77.0.{i}/24"), "dev", "veth-tx"]);
-            ip(&["-n", a, "neigh", "replace", &format!("10.77.0.{i}"), "lladdr", MAC_B, "dev", RX_IF, "nud", "permanent"]);
+            ip(&[
+                "-n",
+                b,
+                "addr",
+                "add",
+                &format!("10.77.0.{i}/24"),
+                "dev",
+                "veth-tx",
+            ]);
+            ip(&[
+                "-n",
+                a,
+                "neigh",
+                "replace",
+                &format!("10.77.0.{i}"),
+                "lladdr",
+                MAC_B,
+                "dev",
+                RX_IF,
+                "nud",
+                "permanent",
+            ]);
         }
         for i in 2..=5 {
-            ip(&["-n", b, "addr", "add", &format!("fd77::{i}/64"), "dev", "veth-tx", "nodad"]);
-            ip(&["-n", a, "-6", "neigh", "replace", &format!("fd77::{i}"), "lladdr", MAC_B, "dev", RX_IF, "nud", "permanent"]);
+            ip(&[
+                "-n",
+                b,
+                "addr",
+                "add",
+                &format!("fd77::{i}/64"),
+                "dev",
+                "veth-tx",
+                "nodad",
+            ]);
+            ip(&[
+                "-n",
+                a,
+                "-6",
+                "neigh",
+                "replace",
+                &format!("fd77::{i}"),
+                "lladdr",
+                MAC_B,
+                "dev",
+                RX_IF,
+                "nud",
+                "permanent",
+            ]);
         }
-        ip(&["-n", b, "neigh", "replace", "10.77.0.1", "lladdr", MAC_A, "dev", "veth-tx", "nud", "permanent"]);
-        ip(&["-n", b, "-6", "neigh", "replace", "fd77::1", "lladdr", MAC_A, "dev", "veth-tx", "nud", "permanent"]);
+        ip(&[
+            "-n",
+            b,
+            "neigh",
+            "replace",
+            "10.77.0.1",
+            "lladdr",
+            MAC_A,
+            "dev",
+            "veth-tx",
+            "nud",
+            "permanent",
+        ]);
+        ip(&[
+            "-n",
+            b,
+            "-6",
+            "neigh",
+            "replace",
+            "fd77::1",
+            "lladdr",
+            MAC_A,
+            "dev",
+            "veth-tx",
+            "nud",
+            "permanent",
+        ]);
         for (ns, dev) in [(a, RX_IF), (b, "veth-tx")] {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
@@ -248,4 +321,80 @@ pub fn send(socket: &UdpSocket, to: SocketAddr, n: u64, payload: usize, pps: u64
 pub fn frame_len(addr: IpAddr, payload: usize) -> u64 {
     let ip = if addr.is_ipv4() { 20 } else { 40 };
     (14 + ip + 8 + payload) as u64
+}
+
+/// `Ip: InReceives` of namespace a: IPv4 packets that reached its stack (past XDP).
+pub fn ip_in_receives(lab: &Lab) -> u64 {
+    lab.in_a(|| {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Ip:"));
+        let (names, values) = (lines.next().expect("header"), lines.next().expect("values"));
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InReceives")
+            .expect("InReceives");
+        values
+            .split_whitespace()
+            .nth(at)
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    })
+}
+
+/// Sends 64-byte UDP datagrams from each of `sources` (one thread each) to a's `PORT` as fast
+/// as they go for `secs`; returns how many were sent.
+pub fn flood(lab: &Lab, sources: &[IpAddr], secs: f64) -> u64 {
+    let sockets: Vec<UdpSocket> = sources.iter().map(|s| lab.sender(*s)).collect();
+    let to = SocketAddr::new(IpAddr::V4(RX_V4), PORT);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = sockets
+            .iter()
+            .map(|sock| {
+                s.spawn(move || {
+                    let buf = [0x5a_u8; 64];
+                    let mut sent = 0u64;
+                    while Instant::now() < until {
+                        for _ in 0..64 {
+                            if sock.send_to(&buf, to).is_ok() {
+                                sent += 1;
+                            }
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("sender")).sum()
+    })
+}
+
+/// Sends one small UDP packet from each of `sources` (any IPv4 addresses: a raw socket
+/// writes the header) to a's `PORT`, from namespace b. Returns how many were sent.
+pub fn spoof(lab: &Lab, sources: impl Iterator<Item = Ipv4Addr> + Send) -> u64 {
+    use rustix::net::{AddressFamily, SendFlags, SocketAddrV4, SocketType, ipproto};
+    lab.in_b(|| {
+        let fd = rustix::net::socket(AddressFamily::INET, SocketType::RAW, Some(ipproto::RAW))
+            .expect("raw socket");
+        let to = SocketAddrV4::new(RX_V4, 0);
+        let mut sent = 0;
+        for src in sources {
+            let mut p = [0u8; 36];
+            // IPv4 header; the kernel fills in the total length, id and checksum.
+            p[0] = 0x45;
+            p[8] = 64;
+            p[9] = 17;
+            p[12..16].copy_from_slice(&src.octets());
+            p[16..20].copy_from_slice(&RX_V4.octets());
+            // UDP header (no checksum) and 8 bytes of payload.
+            p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+            p[22..24].copy_from_slice(&PORT.to_be_bytes());
+            p[24..26].copy_from_slice(&16u16.to_be_bytes());
+            while rustix::net::sendto(&fd, &p, SendFlags::empty(), &to).is_err() {
+                std::thread::yield_now();
+            }
+            sent += 1;
+        }
+        sent
+    })
 }
