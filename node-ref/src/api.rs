@@ -156,6 +156,12 @@ fn router(state: ApiState) -> Router {
         .route("/api/v1/proposals/{id}", get(show))
         .route("/api/v1/proposals/{id}/votes", post(vote))
         .route("/api/v1/proposals/{id}/effectiveness", get(effectiveness))
+        .route("/api/v1/xdp", get(xdp_status))
+        .route("/api/v1/xdp/blocked", post(xdp_block))
+        .route(
+            "/api/v1/xdp/blocked/{address}",
+            axum::routing::delete(xdp_unblock),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/dashboard", get(dashboard_page))
@@ -179,14 +185,15 @@ fn router(state: ApiState) -> Router {
     ),
     paths(
         status, neighbours, incidents, search, incident, policy, policy_history, cycles, wake,
-        dashboard, events, list, show, propose, vote, effectiveness, openapi, metrics,
-        dashboard_page
+        dashboard, events, list, show, propose, vote, effectiveness, xdp_status, xdp_block,
+        xdp_unblock, openapi, metrics, dashboard_page
     ),
     modifiers(&BearerToken),
     tags(
         (name = "node", description = "Status, neighbours and the MAPE-K loop"),
         (name = "knowledge", description = "Incidents and hybrid search"),
         (name = "governance", description = "Policy and proposals"),
+        (name = "security", description = "The XDP guard: per-source counters, limits, blocked addresses"),
         (name = "operator", description = "Metrics, dashboard and this document")
     )
 )]
@@ -716,6 +723,231 @@ async fn incident(State(s): State<ApiState>, extract::Path(id): extract::Path<St
         Ok(None) => ApiError::new(StatusCode::NOT_FOUND, "no such incident").into_response(),
         Err(e) => knowledge_error(e).into_response(),
     }
+}
+
+/// How many of the busiest sources `/api/v1/xdp` lists per interface.
+const XDP_TOP_SOURCES: usize = 32;
+
+/// One interface's XDP guard.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct XdpInterface {
+    /// The interface.
+    interface: String,
+    /// `driver` or `generic`.
+    mode: String,
+    /// The default per-source limit, if any.
+    rate_limit: Option<XdpLimit>,
+    /// IP packets passed to the stack since attach.
+    passed: u64,
+    /// Dropped by a rate limit.
+    rate_dropped: u64,
+    /// Dropped because the source is blocked.
+    blocked_dropped: u64,
+    /// Sources tracked now.
+    tracked_sources: usize,
+    /// Blocked addresses.
+    blocked: Vec<String>,
+    /// The busiest sources by packets, at most 32.
+    top_sources: Vec<XdpSource>,
+}
+
+/// A token bucket.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct XdpLimit {
+    /// Packets per second.
+    pps: u64,
+    /// Burst, packets.
+    burst: u64,
+}
+
+/// What one source sent.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct XdpSource {
+    /// Source address.
+    address: String,
+    /// Packets seen (dropped ones included).
+    packets: u64,
+    /// Bytes seen.
+    bytes: u64,
+    /// Dropped by a rate limit.
+    rate_dropped: u64,
+    /// Dropped because blocked.
+    blocked_dropped: u64,
+}
+
+/// The XDP guards of this node.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct XdpStatus {
+    /// One entry per interface with a guard attached; empty when `network.ebpf_hooks` does
+    /// not name `xdp` or no guard could attach (the node's log says why).
+    interfaces: Vec<XdpInterface>,
+}
+
+fn xdp_view(g: &x0tta_ebpf::XdpGuard) -> Result<XdpInterface, x0tta_ebpf::Error> {
+    let t = g.totals()?;
+    let mut sources = g.sources()?;
+    let tracked_sources = sources.len();
+    sources.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.addr.cmp(&b.addr)));
+    Ok(XdpInterface {
+        interface: g.interface().to_string(),
+        mode: g.mode().to_string(),
+        rate_limit: g.rate_limit()?.map(|l| XdpLimit {
+            pps: l.pps,
+            burst: l.burst,
+        }),
+        passed: t.passed,
+        rate_dropped: t.rate_dropped,
+        blocked_dropped: t.blocked_dropped,
+        tracked_sources,
+        blocked: g.blocked()?.iter().map(ToString::to_string).collect(),
+        top_sources: sources
+            .into_iter()
+            .take(XDP_TOP_SOURCES)
+            .map(|s| XdpSource {
+                address: s.addr.to_string(),
+                packets: s.packets,
+                bytes: s.bytes,
+                rate_dropped: s.rate_dropped,
+                blocked_dropped: s.blocked_dropped,
+            })
+            .collect(),
+    })
+}
+
+fn xdp_error(e: x0tta_ebpf::Error) -> Response {
+    let status = match e {
+        x0tta_ebpf::Error::MapFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string()).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/xdp", tag = "security",
+    responses((status = 200, description = "Every attached XDP guard", body = XdpStatus)))]
+async fn xdp_status(State(s): State<ApiState>) -> Response {
+    let guards = s.sources.xdp.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        guards
+            .iter()
+            .map(|g| xdp_view(g))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await;
+    match read {
+        Ok(Ok(interfaces)) => Json(XdpStatus { interfaces }).into_response(),
+        Ok(Err(e)) => xdp_error(e),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Body of a block request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct BlockRequest {
+    /// An IPv4 or IPv6 address.
+    pub(crate) address: String,
+}
+
+/// What a block or unblock changed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BlockOutcome {
+    /// The address, as the guard keys it.
+    address: String,
+    /// Interfaces whose block list changed (0: it was already so everywhere).
+    changed: usize,
+}
+
+fn parse_address(a: &str) -> Result<std::net::IpAddr, ApiError> {
+    a.trim()
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{a:?} is not an IPv4 or IPv6 address"),
+            )
+        })
+}
+
+fn no_guard(s: &ApiState) -> Option<Response> {
+    s.sources.xdp.is_empty().then(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no XDP guard is attached on this node (set network.ebpf_hooks: [xdp] and network.interfaces; it needs root or CAP_BPF + CAP_NET_ADMIN)",
+        )
+        .into_response()
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/xdp/blocked", tag = "security", security(("token" = [])),
+    request_body = BlockRequest,
+    responses(
+        (status = 200, description = "Blocked on every attached interface", body = BlockOutcome),
+        (status = 400, description = "Body not JSON", body = ErrorBody),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Not an IP address", body = ErrorBody),
+        (status = 503, description = "No XDP guard attached", body = ErrorBody),
+        (status = 507, description = "The block map is full", body = ErrorBody)))]
+async fn xdp_block(
+    State(s): State<ApiState>,
+    extract::Json(req): extract::Json<BlockRequest>,
+) -> Response {
+    let ip = match parse_address(&req.address) {
+        Ok(ip) => ip,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(r) = no_guard(&s) {
+        return r;
+    }
+    let mut changed = 0;
+    for g in &s.sources.xdp {
+        match g.block(ip) {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) => return xdp_error(e),
+        }
+    }
+    tracing::info!(%ip, changed, "blocked through the API");
+    Json(BlockOutcome {
+        address: ip.to_string(),
+        changed,
+    })
+    .into_response()
+}
+
+#[utoipa::path(delete, path = "/api/v1/xdp/blocked/{address}", tag = "security", security(("token" = [])),
+    params(("address" = String, Path, description = "The blocked IPv4 or IPv6 address")),
+    responses(
+        (status = 200, description = "Let through again on every attached interface", body = BlockOutcome),
+        (status = 401, description = "No or wrong token", body = ErrorBody),
+        (status = 422, description = "Not an IP address", body = ErrorBody),
+        (status = 503, description = "No XDP guard attached", body = ErrorBody)))]
+async fn xdp_unblock(
+    State(s): State<ApiState>,
+    extract::Path(address): extract::Path<String>,
+) -> Response {
+    let ip = match parse_address(&address) {
+        Ok(ip) => ip,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(r) = no_guard(&s) {
+        return r;
+    }
+    let mut changed = 0;
+    for g in &s.sources.xdp {
+        match g.unblock(ip) {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) => return xdp_error(e),
+        }
+    }
+    tracing::info!(%ip, changed, "unblocked through the API");
+    Json(BlockOutcome {
+        address: ip.to_string(),
+        changed,
+    })
+    .into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/policy", tag = "governance",

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use x0tta_core::config::{NodeConfig, load_plans_dir, load_policy};
+use x0tta_core::config::{NetworkConfig, NodeConfig, load_plans_dir, load_policy};
 use x0tta_core::host::{
     AdjustMemoryLimits, HostSensor, RestartService, RunCommand, ServiceSensor, Supervisor,
 };
@@ -13,6 +13,7 @@ use x0tta_core::{
     Signature, Signer, Verdict, Verifier,
 };
 use x0tta_dao::{Dao, DaoPolicy};
+use x0tta_ebpf::{ModeRequest, RateLimit, XdpGuard, XdpSensor};
 use x0tta_knowledge::{KnowledgeConfig, LexicalEmbedder, RedbKnowledge, Replicator};
 use x0tta_mesh::p2p::{P2pConfig, P2pTransport, load_bootstrap};
 use x0tta_pqc::upgrade::{HandshakeObserver, PeerRecords};
@@ -30,6 +31,51 @@ pub(crate) struct Assembled {
     pub(crate) knowledge: RedbKnowledge,
     /// Governance (also the node's `Governance`).
     pub(crate) dao: Dao,
+    /// XDP guards attached by `network.ebpf_hooks` (also the node's `xdp` sensor and its
+    /// `isolate_peer`, `unisolate_peer` and `set_rate_limit` actions).
+    pub(crate) xdp: Vec<Arc<XdpGuard>>,
+}
+
+/// Attaches the XDP guard to every interface of `network.interfaces` when `network.ebpf_hooks`
+/// names `xdp`. A guard that cannot attach (no privilege, no such interface, a build without
+/// clang) is logged with the reason and left out: the node runs without it (DESIGN §9).
+pub(crate) fn attach_xdp(net: &NetworkConfig) -> Result<Vec<Arc<XdpGuard>>> {
+    if !net.ebpf_hooks.iter().any(|h| h == "xdp") {
+        return Ok(Vec::new());
+    }
+    let mode = match net.xdp.mode.as_str() {
+        "driver" => ModeRequest::Driver,
+        "generic" => ModeRequest::Generic,
+        _ => ModeRequest::Auto,
+    };
+    let limit = match net.xdp.rate_pps {
+        0 => None,
+        pps => {
+            let burst = if net.xdp.burst == 0 {
+                (pps / 10).max(1)
+            } else {
+                net.xdp.burst
+            };
+            Some(RateLimit::new(pps, burst).context("node_config.network.xdp")?)
+        }
+    };
+    let mut guards = Vec::new();
+    for interface in &net.interfaces {
+        let mut b = XdpGuard::builder(interface).mode(mode);
+        if let Some(l) = limit {
+            b = b.rate_limit(l);
+        }
+        match b.attach() {
+            Ok(g) => {
+                tracing::info!(%interface, mode = %g.mode(), ?limit, "XDP guard attached");
+                guards.push(Arc::new(g));
+            }
+            Err(e) => {
+                tracing::warn!(%interface, error = %e, "XDP guard not attached; running without it on this interface")
+            }
+        }
+    }
+    Ok(guards)
 }
 
 /// Checks governance signatures: this node's own under its identity, every other voter's under
@@ -157,6 +203,13 @@ pub(crate) async fn assemble(
         .action(Arc::new(AdjustMemoryLimits::new(supervisor.clone())))
         .action(Arc::new(NotifyNeighbors::new(signer)))
         .action(Arc::new(DisconnectPeer::new()));
+    let xdp = attach_xdp(&n.network)?;
+    if !xdp.is_empty() {
+        b = b.sensor(Arc::new(XdpSensor::new(xdp.clone())));
+        for action in x0tta_ebpf::actions(xdp.clone()) {
+            b = b.action(action);
+        }
+    }
     if let Some(path) = config_path {
         let path = path.to_path_buf();
         let source: PolicySource = Arc::new(move || load_policy(&path).map_err(|e| e.to_string()));
@@ -174,6 +227,7 @@ pub(crate) async fn assemble(
         replicator,
         knowledge,
         dao,
+        xdp,
     })
 }
 

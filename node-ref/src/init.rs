@@ -40,6 +40,11 @@ node_config:
     listen: ["/ip4/127.0.0.1/tcp/7001"]
 {bootstrap}    max_connections: 128
     mdns: false
+    # The XDP guard (per-source counters, rate limits, isolation; needs root or CAP_BPF +
+    # CAP_NET_ADMIN + CAP_PERFMON; without them the node runs without it):
+    # ebpf_hooks: [xdp]
+    # interfaces: [eth0]
+    # xdp: {{ mode: auto, rate_pps: 20000, burst: 2000 }}
   security:
     signature: ML-DSA-65
     kem: ML-KEM-768

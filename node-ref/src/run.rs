@@ -85,6 +85,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
         mesh: a.mesh.clone(),
         knowledge: a.knowledge.clone(),
         dao: a.dao.clone(),
+        xdp: a.xdp.clone(),
     };
     let last_status = Arc::new(Mutex::new(None));
     let api = crate::api::start(

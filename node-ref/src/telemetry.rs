@@ -24,6 +24,7 @@ use x0tta_core::{
     PeerState, Resolution, Severity, Subject, Timestamp, Transport, WakeReason,
 };
 use x0tta_dao::Dao;
+use x0tta_ebpf::XdpGuard;
 use x0tta_knowledge::{RedbKnowledge, SyncReport};
 use x0tta_mesh::p2p::P2pTransport;
 use x0tta_pqc::handshake::{AuthMode, Role};
@@ -99,6 +100,24 @@ struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct XdpLabels {
+    interface: String,
+    /// `passed`, `rate_dropped` or `blocked_dropped`.
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttachLabels {
+    interface: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     node: String,
     version: &'static str,
@@ -143,6 +162,10 @@ struct Metrics {
     stake: Gauge,
     policy_version: Gauge,
     info: Family<InfoLabels, Gauge>,
+    xdp_packets: Family<XdpLabels, Counter>,
+    xdp_sources: Family<InterfaceLabel, Gauge>,
+    xdp_blocked: Family<InterfaceLabel, Gauge>,
+    xdp_attached: Family<AttachLabels, Gauge>,
 }
 
 impl Metrics {
@@ -172,6 +195,10 @@ impl Metrics {
             stake: Gauge::default(),
             policy_version: Gauge::default(),
             info: Family::default(),
+            xdp_packets: Family::default(),
+            xdp_sources: Family::default(),
+            xdp_blocked: Family::default(),
+            xdp_attached: Family::default(),
         };
         let r = registry;
         r.register("mapek_cycles", "MAPE-K cycles run", m.cycles.clone());
@@ -291,6 +318,26 @@ impl Metrics {
             m.policy_version.clone(),
         );
         r.register("node", "This node (value 1)", m.info.clone());
+        r.register(
+            "xdp_packets",
+            "IP packets the XDP guard judged, by interface and verdict",
+            m.xdp_packets.clone(),
+        );
+        r.register(
+            "xdp_sources",
+            "Source addresses the XDP guard tracks",
+            m.xdp_sources.clone(),
+        );
+        r.register(
+            "xdp_blocked",
+            "Source addresses the XDP guard drops everything from",
+            m.xdp_blocked.clone(),
+        );
+        r.register(
+            "xdp_attached",
+            "XDP guards attached (value 1), by interface and attach mode",
+            m.xdp_attached.clone(),
+        );
         m.init_series();
         m
     }
@@ -494,6 +541,13 @@ pub(crate) struct SecurityPanel {
     pub(crate) active_sessions: usize,
     /// The newest incident this node recorded.
     pub(crate) last_incident: Option<TimelineEntry>,
+    /// Interfaces with the XDP guard attached.
+    pub(crate) xdp_interfaces: usize,
+    /// Packets the XDP guard dropped per second (rate limits and blocked sources), over the
+    /// last sampling interval; none without a guard or before the second sample.
+    pub(crate) xdp_dropped_per_s: Option<f64>,
+    /// Source addresses the XDP guard blocks.
+    pub(crate) xdp_blocked: u64,
 }
 
 /// Performance panel.
@@ -595,6 +649,14 @@ struct Recent {
     /// When the first and the latest cycle finished here.
     cycle_span: Option<(Instant, Instant)>,
     cycles_finished: u64,
+    /// Per interface, the XDP totals last sampled.
+    xdp_last: HashMap<String, x0tta_ebpf::Totals>,
+    /// XDP drops per second over the last sampling interval, all interfaces.
+    xdp_drop_rate: Option<f64>,
+    /// Addresses blocked, all interfaces.
+    xdp_blocked: u64,
+    /// When the XDP totals were last sampled.
+    xdp_sampled: Option<Instant>,
 }
 
 struct Inner {
@@ -907,6 +969,7 @@ impl Telemetry {
 
     /// Reads the mesh, knowledge and governance state into the gauges.
     pub(crate) async fn sample(&self, s: &Sources) {
+        self.sample_xdp(&s.xdp).await;
         let m = &self.0.m;
         let neighbours = s.mesh.neighbours().await;
         m.rtt.clear();
@@ -1009,6 +1072,81 @@ impl Telemetry {
         self.bump();
     }
 
+    /// Reads the XDP guards' totals, tracked sources and block lists (map reads: on a blocking
+    /// thread).
+    async fn sample_xdp(&self, guards: &[Arc<XdpGuard>]) {
+        if guards.is_empty() {
+            return;
+        }
+        let gs = guards.to_vec();
+        let read = tokio::task::spawn_blocking(move || {
+            gs.iter()
+                .map(|g| {
+                    let totals = g.totals()?;
+                    let sources = g.sources()?.len();
+                    let blocked = g.blocked()?.len();
+                    Ok::<_, x0tta_ebpf::Error>((
+                        g.interface().to_string(),
+                        g.mode(),
+                        totals,
+                        sources,
+                        blocked,
+                    ))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(read) = read else { return };
+        let m = &self.0.m;
+        let mut r = self.recent();
+        let now = Instant::now();
+        let secs = r.xdp_sampled.map(|t| now.duration_since(t).as_secs_f64());
+        let (mut dropped, mut blocked_total) = (0u64, 0u64);
+        for item in read {
+            let (interface, mode, t, sources, blocked) = match item {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(error = %e, "XDP sample failed");
+                    continue;
+                }
+            };
+            let before = r.xdp_last.get(&interface).copied().unwrap_or_default();
+            for (verdict, now_v, then_v) in [
+                ("passed", t.passed, before.passed),
+                ("rate_dropped", t.rate_dropped, before.rate_dropped),
+                ("blocked_dropped", t.blocked_dropped, before.blocked_dropped),
+            ] {
+                m.xdp_packets
+                    .get_or_create(&XdpLabels {
+                        interface: interface.clone(),
+                        verdict,
+                    })
+                    .inc_by(now_v.saturating_sub(then_v));
+            }
+            dropped += t.dropped().saturating_sub(before.dropped());
+            blocked_total += blocked as u64;
+            let label = InterfaceLabel {
+                interface: interface.clone(),
+            };
+            m.xdp_sources
+                .get_or_create(&label)
+                .set(i64::try_from(sources).unwrap_or(i64::MAX));
+            m.xdp_blocked
+                .get_or_create(&label)
+                .set(i64::try_from(blocked).unwrap_or(i64::MAX));
+            m.xdp_attached
+                .get_or_create(&AttachLabels {
+                    interface: interface.clone(),
+                    mode: mode.to_string(),
+                })
+                .set(1);
+            r.xdp_last.insert(interface, t);
+        }
+        r.xdp_drop_rate = secs.filter(|s| *s > 0.0).map(|s| dropped as f64 / s);
+        r.xdp_blocked = blocked_total;
+        r.xdp_sampled = Some(now);
+    }
+
     fn handshakes_ok(&self) -> u64 {
         let m = &self.0.m;
         let mut total = 0;
@@ -1093,6 +1231,9 @@ impl Telemetry {
                 pq_handshakes_failed: failed,
                 active_sessions: r.pq_sessions,
                 last_incident: r.last_incident.clone(),
+                xdp_interfaces: r.xdp_last.len(),
+                xdp_dropped_per_s: r.xdp_drop_rate,
+                xdp_blocked: r.xdp_blocked,
             },
             performance: PerformancePanel {
                 cycles,
@@ -1149,6 +1290,8 @@ pub(crate) struct Sources {
     pub(crate) mesh: P2pTransport,
     pub(crate) knowledge: RedbKnowledge,
     pub(crate) dao: Dao,
+    /// XDP guards (none unless `network.ebpf_hooks` names `xdp` and they attached).
+    pub(crate) xdp: Vec<Arc<XdpGuard>>,
 }
 
 /// Feeds `t` until the node's event stream closes: node events, mesh events and a sample

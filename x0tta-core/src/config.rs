@@ -268,6 +268,15 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     /// Local discovery by mDNS.
     pub mdns: bool,
+    /// Kernel hooks to load (x0tta-ebpf): `["xdp"]` attaches the XDP guard (per-source
+    /// counters, rate limits, peer isolation) to every interface in `interfaces`. Needs root
+    /// or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON; without them the node logs why and runs
+    /// without the hooks.
+    pub ebpf_hooks: Vec<String>,
+    /// Interfaces the eBPF hooks attach to (`eth0`, …).
+    pub interfaces: Vec<String>,
+    /// The XDP guard's settings.
+    pub xdp: XdpConfig,
 }
 
 impl Default for NetworkConfig {
@@ -277,9 +286,37 @@ impl Default for NetworkConfig {
             bootstrap: None,
             max_connections: 128,
             mdns: false,
+            ebpf_hooks: Vec::new(),
+            interfaces: Vec::new(),
+            xdp: XdpConfig::default(),
         }
     }
 }
+
+/// `network.xdp`: the XDP guard's attach mode and default per-source limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XdpConfig {
+    /// `auto` (driver mode, generic where the driver has no XDP), `driver` or `generic`.
+    pub mode: String,
+    /// Packets per second each source may send (0: no limit until a plan sets one).
+    pub rate_pps: u64,
+    /// Burst each source may send at once, packets (0: a tenth of `rate_pps`).
+    pub burst: u64,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            mode: "auto".into(),
+            rate_pps: 0,
+            burst: 0,
+        }
+    }
+}
+
+/// The eBPF hooks `network.ebpf_hooks` may name.
+pub const EBPF_HOOKS: [&str; 1] = ["xdp"];
 
 /// `security`: algorithms and key rotation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -499,6 +536,29 @@ impl NodeConfig {
             return Err(bad(
                 "node_config.api.listen".into(),
                 format!("{:?} is not an address like 127.0.0.1:3000", n.api.listen),
+            ));
+        }
+        for hook in &n.network.ebpf_hooks {
+            if !EBPF_HOOKS.contains(&hook.as_str()) {
+                return Err(bad(
+                    "node_config.network.ebpf_hooks".into(),
+                    format!("unknown hook `{hook}` (known: {})", EBPF_HOOKS.join(", ")),
+                ));
+            }
+        }
+        if !n.network.ebpf_hooks.is_empty() && n.network.interfaces.is_empty() {
+            return Err(bad(
+                "node_config.network.ebpf_hooks".into(),
+                "eBPF hooks need `network.interfaces` to attach to".into(),
+            ));
+        }
+        if !["auto", "driver", "generic"].contains(&n.network.xdp.mode.as_str()) {
+            return Err(bad(
+                "node_config.network.xdp.mode".into(),
+                format!(
+                    "`{}` is not an attach mode (auto, driver, generic)",
+                    n.network.xdp.mode
+                ),
             ));
         }
         if n.storage.retention == 0 {

@@ -148,6 +148,43 @@ fn semantic_errors_are_located_too() {
 }
 
 #[test]
+fn ebpf_hooks_are_checked() {
+    let net = |body: &str| format!("node_config:\n  identity:\n    name: n1\n  network:\n{body}");
+    let e = err(&net("    ebpf_hooks: [tc]\n    interfaces: [eth0]\n"));
+    assert!(
+        e.starts_with("bad.yaml:5: field `node_config.network.ebpf_hooks`")
+            && e.contains("unknown hook `tc`"),
+        "{e}"
+    );
+    let e = err(&net("    ebpf_hooks: [xdp]\n"));
+    assert!(e.contains("need `network.interfaces`"), "{e}");
+    let e = err(&net(
+        "    ebpf_hooks: [xdp]\n    interfaces: [eth0]\n    xdp:\n      mode: fast\n",
+    ));
+    assert!(
+        e.contains("field `node_config.network.xdp.mode`") && e.contains("`fast`"),
+        "{e}"
+    );
+    let e = err(&net("    xdp:\n      rate: 5\n"));
+    assert!(e.contains("unknown field `rate`"), "{e}");
+    let ok = NodeConfig::from_yaml(
+        &net("    ebpf_hooks: [xdp]\n    interfaces: [eth0, eth1]\n    xdp:\n      mode: generic\n      rate_pps: 20000\n"),
+        "ok.yaml",
+    )
+    .unwrap();
+    let n = &ok.node_config.network;
+    assert_eq!(
+        (
+            n.interfaces.len(),
+            n.xdp.mode.as_str(),
+            n.xdp.rate_pps,
+            n.xdp.burst
+        ),
+        (2, "generic", 20_000, 0)
+    );
+}
+
+#[test]
 fn plan_templates_are_checked() {
     let bad_kind = "recovery_plan:\n  name: p\n  trigger:\n    kinds: [DISK_ON_FIRE]\n  steps:\n    - action: x\n";
     let e = plan_from_yaml(bad_kind, "p.yaml").unwrap_err().to_string();

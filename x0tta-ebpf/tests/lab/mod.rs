@@ -296,11 +296,7 @@ impl Drop for Receiver {
 pub fn send(socket: &UdpSocket, to: SocketAddr, n: u64, payload: usize, pps: u64) -> Duration {
     let buf = vec![0x5a_u8; payload];
     let start = Instant::now();
-    let gap = if pps == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_nanos(1_000_000_000 / pps)
-    };
+    let gap = Duration::from_nanos(1_000_000_000_u64.checked_div(pps).unwrap_or(0));
     let mut next = start;
     for _ in 0..n {
         if pps > 0 {
