@@ -36,6 +36,9 @@ pub(crate) struct Assembled {
     pub(crate) xdp: Vec<Arc<XdpGuard>>,
 }
 
+/// The actions only a node with an XDP guard has.
+const XDP_ACTIONS: [&str; 3] = ["isolate_peer", "unisolate_peer", "set_rate_limit"];
+
 /// Attaches the XDP guard to every interface of `network.interfaces` when `network.ebpf_hooks`
 /// names `xdp`. A guard that cannot attach (no privilege, no such interface, a build without
 /// clang) is logged with the reason and left out: the node runs without it (DESIGN §9).
@@ -217,6 +220,17 @@ pub(crate) async fn assemble(
     }
     if let Some(dir) = &n.storage.plans_dir {
         for t in load_plans_dir(dir)? {
+            // Without a guard the XDP actions are not registered: a template that needs them
+            // is left out (with a warning), so the node still starts, as DESIGN §9 asks.
+            let needs_xdp = t.steps.iter().any(|s| {
+                std::iter::once(&s.action)
+                    .chain(s.rollback.as_ref().map(|r| &r.action))
+                    .any(|a| XDP_ACTIONS.contains(&a.as_str()))
+            });
+            if needs_xdp && xdp.is_empty() {
+                tracing::warn!(template = %t.name, "plan template left out: it needs the XDP guard's actions and no guard is attached");
+                continue;
+            }
             b = b.plan_template(t);
         }
     }

@@ -15,6 +15,10 @@ use common::*;
 use lab::{Lab, PORT, RX_IF, RX_V4, tx_v4};
 use serde_json::Value;
 
+/// A plan template that needs the guard's actions: accepted by a node with a guard, left out
+/// (with a warning) by one without.
+const DROP_TEMPLATE: &str = "recovery_plan:\n  name: drop-peer-traffic\n  trigger: { kinds: [BYZANTINE_PEER], min_severity: HIGH, subject: peer }\n  steps:\n    - { name: drop, action: isolate_peer, timeout: 2s }\n    - { name: cap, action: set_rate_limit, timeout: 2s, params: { pps: 5000, burst: 500 } }\n";
+
 struct Kill(std::process::Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -65,6 +69,7 @@ fn a_node_configured_with_xdp_attaches_reports_and_blocks() {
             &format!("    mdns: false\n    ebpf_hooks: [xdp]\n    interfaces: [{RX_IF}]\n    xdp: {{ mode: auto }}"),
         );
     std::fs::write(&cfg, yaml).unwrap();
+    std::fs::write(dir.join("plans/drop-peer-traffic.yaml"), DROP_TEMPLATE).unwrap();
     let _node = Kill(
         Command::new("ip")
             .args(["netns", "exec", &lab.a, BIN, "run", "--config"])
@@ -173,6 +178,8 @@ fn without_privileges_the_node_runs_without_the_guard() {
         &format!("    mdns: false\n    ebpf_hooks: [xdp]\n    interfaces: [{RX_IF}, nope0]"),
     );
     std::fs::write(&cfg, yaml).unwrap();
+    // A template that needs the guard's actions is left out, not fatal.
+    std::fs::write(dir.join("plans/drop-peer-traffic.yaml"), DROP_TEMPLATE).unwrap();
     let log = dir.join("stderr.log");
     // setpriv drops every capability: the kernel refuses the XDP program.
     let _node = Kill(
@@ -217,4 +224,8 @@ fn without_privileges_the_node_runs_without_the_guard() {
         "{said}"
     );
     assert!(said.contains("nope0"), "{said}");
+    assert!(
+        said.contains("plan template left out") && said.contains("drop-peer-traffic"),
+        "{said}"
+    );
 }

@@ -422,3 +422,28 @@ fn failures_are_typed() {
     let text = denied.unwrap_err().to_string();
     assert!(text.contains("CAP_BPF"), "{text}");
 }
+
+#[test]
+fn auto_mode_falls_back_to_generic_where_the_driver_has_no_xdp() {
+    require_lab!();
+    let lab = Lab::new("g");
+    // Loopback has no driver-mode XDP.
+    let g = lab.in_a(|| XdpGuard::attach("lo")).unwrap();
+    assert_eq!(g.mode(), AttachMode::Generic);
+    drop(g);
+    let driver_only = lab.in_a(|| {
+        XdpGuard::builder("lo")
+            .mode(x0tta_ebpf::ModeRequest::Driver)
+            .attach()
+    });
+    assert!(
+        matches!(driver_only, Err(Error::Attach { .. })),
+        "{driver_only:?}"
+    );
+    let generic = lab.in_a(|| {
+        XdpGuard::builder(RX_IF)
+            .mode(x0tta_ebpf::ModeRequest::Generic)
+            .attach()
+    });
+    assert_eq!(generic.unwrap().mode(), AttachMode::Generic);
+}
