@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             eprintln!("error: reading the maps failed");
             return ExitCode::from(1);
         };
-        sources.sort_by(|a, b| b.packets.cmp(&a.packets));
+        sources.sort_by_key(|s| std::cmp::Reverse(s.packets));
         println!(
             "passed {} ({} B), rate-dropped {}, blocked-dropped {}, sources {}",
             t.passed,
