@@ -1,9 +1,40 @@
 //! # x0tta-analysis
 //!
-//! **Not implemented yet.** This crate will hold the AI layer (DESIGN §11): streaming
-//! [`Detector`](x0tta_core::Detector)s scored on the Numenta Anomaly Benchmark, GraphSAGE over
-//! the neighbour graph, root-cause ranking, Byzantine-robust federated learning, and the
-//! calibration of the planner's success probability.
+//! The AI layer (DESIGN §11), judged by measured quality on data nobody here wrote.
 //!
-//! The default healer of x0tta-core already ships a threshold detector and a robust CUSUM
-//! statistical detector.
+//! Built so far:
+//! - [`nab`]: the Numenta Anomaly Benchmark's scoring, as NAB computes it (anomaly windows,
+//!   scaled-sigmoid rewards, the standard / reward-low-FP / reward-low-FN profiles, one
+//!   threshold optimised over the corpus, normalisation against the null and perfect
+//!   detectors), on any directory in NAB's layout;
+//! - [`detectors`]: streaming detectors behind [`detectors::StreamingDetector`]. So far only
+//!   NAB's `windowedGaussian` baseline, which reproduces NAB's published scores and so proves
+//!   the scorer right.
+//!
+//! Still to come (issue 9): detectors worth deploying, GraphSAGE over the neighbour graph,
+//! root-cause ranking, Byzantine-robust federated learning and the calibration of the
+//! planner's success probability. Until then the default healer of x0tta-core (threshold and
+//! robust CUSUM detectors) is what a node runs.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use x0tta_analysis::{detectors, nab};
+//!
+//! # fn main() -> Result<(), nab::NabError> {
+//! let corpus = nab::Corpus::load(Path::new("NAB"))?;
+//! let make = detectors::by_name("windowedGaussian").expect("a shipped detector");
+//! let scores: Vec<Vec<f64>> = corpus
+//!     .series
+//!     .iter()
+//!     .map(|s| detectors::run(make, &s.timestamps, &s.values))
+//!     .collect();
+//! for profile in nab::Profile::all() {
+//!     let r = nab::evaluate(&corpus, &scores, &profile);
+//!     println!("{}: {:.2}", profile.name, r.normalized);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod detectors;
+pub mod nab;
