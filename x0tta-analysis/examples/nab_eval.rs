@@ -87,7 +87,46 @@ fn main() -> ExitCode {
         corpus.points(),
         corpus.windows()
     );
-    let (ours, us_per_point) = scores(&corpus, make);
+    let (ours, us_per_point) = match std::env::var("X0TTA_ENSEMBLE") {
+        // Tuning runs: `X0TTA_ENSEMBLE=fast=0.3,refractory=200` with `--detector ensemble`
+        // (the fields of EnsembleConfig).
+        Ok(spec) if detector == "ensemble" => {
+            let mut cfg = detectors::EnsembleConfig::default();
+            for kv in spec.split(',').filter(|s| !s.is_empty()) {
+                let Some((k, v)) = kv.split_once('=') else {
+                    eprintln!("X0TTA_ENSEMBLE: {kv:?} is not key=value");
+                    return ExitCode::from(2);
+                };
+                let v: f64 = match v.parse() {
+                    Ok(v) => v,
+                    Err(_) => {
+                        eprintln!("X0TTA_ENSEMBLE: {v:?} is not a number");
+                        return ExitCode::from(2);
+                    }
+                };
+                if let Err(e) = cfg.set(k, v) {
+                    eprintln!("X0TTA_ENSEMBLE: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            let started = Instant::now();
+            let out: Vec<Vec<f64>> = corpus
+                .series
+                .iter()
+                .map(|s| {
+                    let mut d = detectors::Ensemble::new(cfg);
+                    s.timestamps
+                        .iter()
+                        .zip(&s.values)
+                        .map(|(t, v)| detectors::StreamingDetector::score(&mut d, *t, *v))
+                        .collect()
+                })
+                .collect();
+            let us = started.elapsed().as_secs_f64() * 1e6 / corpus.points().max(1) as f64;
+            (out, us)
+        }
+        _ => scores(&corpus, make),
+    };
     let (baseline, _) = scores(&corpus, || Box::new(detectors::WindowedGaussian::new()));
     let mut summary = Vec::new();
     let mut baseline_standard = f64::NAN;

@@ -1,8 +1,10 @@
 //! Streaming anomaly detectors: one value at a time, a score in [0, 1] for it before the next
 //! is seen.
 
+mod ensemble;
 mod windowed_gaussian;
 
+pub use ensemble::{Ensemble, EnsembleConfig};
 pub use windowed_gaussian::WindowedGaussian;
 
 /// An online detector of one metric. `score` is called once per point, in time order, and
@@ -28,12 +30,13 @@ pub type DetectorFactory = fn() -> Box<dyn StreamingDetector>;
 pub fn by_name(name: &str) -> Option<DetectorFactory> {
     match name {
         "windowedGaussian" => Some(|| Box::new(WindowedGaussian::new())),
+        "ensemble" => Some(|| Box::new(Ensemble::default())),
         _ => None,
     }
 }
 
 /// Names [`by_name`] knows.
-pub const NAMES: [&str; 1] = ["windowedGaussian"];
+pub const NAMES: [&str; 2] = ["windowedGaussian", "ensemble"];
 
 /// Scores every point of `values` with a fresh detector from `make`.
 pub fn run(make: DetectorFactory, timestamps: &[i64], values: &[f64]) -> Vec<f64> {
