@@ -141,9 +141,18 @@ fn main() -> ExitCode {
                 );
             }
         }
+        let detected: u64 = r.files.iter().map(|f| f.windows_detected).sum();
+        let fps: u64 = r.files.iter().map(|f| f.fp).sum();
         println!(
-            "profile {:<20} threshold {:.6}  raw {:>9.3}  normalized {:>7.2}  (null {:.1}, perfect {:.1}; windowedGaussian {:.2})",
-            p.name, r.threshold, r.raw, r.normalized, r.null_raw, r.perfect_raw, b.normalized
+            "profile {:<20} threshold {:.6}  raw {:>9.3}  normalized {:>7.2}  windows {detected}/{}  false positives {fps}  (null {:.1}, perfect {:.1}; windowedGaussian {:.2})",
+            p.name,
+            r.threshold,
+            r.raw,
+            r.normalized,
+            corpus.windows(),
+            r.null_raw,
+            r.perfect_raw,
+            b.normalized
         );
         let key = match p.name.as_str() {
             "standard" => {

@@ -7,9 +7,13 @@
 //!   scaled-sigmoid rewards, the standard / reward-low-FP / reward-low-FN profiles, one
 //!   threshold optimised over the corpus, normalisation against the null and perfect
 //!   detectors), on any directory in NAB's layout;
-//! - [`detectors`]: streaming detectors behind [`detectors::StreamingDetector`]. So far only
-//!   NAB's `windowedGaussian` baseline, which reproduces NAB's published scores and so proves
-//!   the scorer right.
+//! - [`detectors`]: streaming detectors behind [`detectors::StreamingDetector`]. They are
+//!   NAB's `windowedGaussian` baseline (it reproduces NAB's published scores and so proves the
+//!   scorer right), `ensemble` (O(1) per point, the best here so far) and `cusum` (x0tta-core's
+//!   default statistical detector, so that NAB can score what a node runs today);
+//! - [`PerMetricDetector`]: any of them inside the MAPE-K loop, as one of core's
+//!   [`Detector`](x0tta_core::Detector)s. It runs one detector per resource metric and raises
+//!   an anomaly of that metric's kind.
 //!
 //! Still to come (issue 9): detectors worth deploying, GraphSAGE over the neighbour graph,
 //! root-cause ranking, Byzantine-robust federated learning and the calibration of the
@@ -38,3 +42,6 @@
 
 pub mod detectors;
 pub mod nab;
+mod per_metric;
+
+pub use per_metric::{DEFAULT_THRESHOLD, DEFAULT_WARMUP, PerMetricDetector};

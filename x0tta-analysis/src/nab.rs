@@ -426,6 +426,8 @@ pub struct ThresholdScore {
     pub fp: u64,
     /// Points inside windows not detected.
     pub fn_: u64,
+    /// Windows with at least one detection.
+    pub windows_detected: u64,
 }
 
 /// A file's result at a threshold.
@@ -443,6 +445,8 @@ pub struct FileScore {
     pub fp: u64,
     /// False negatives.
     pub fn_: u64,
+    /// Windows with at least one detection.
+    pub windows_detected: u64,
     /// Points in the file (probationary ones included, as NAB's `Total_Count`).
     pub total: u64,
 }
@@ -538,6 +542,7 @@ impl Scorer {
         // Stable, as Python's sorted(): equal scores keep their order.
         scorable.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
         let mut windows: BTreeMap<K, f64> = BTreeMap::new();
+        let mut detected: std::collections::BTreeSet<K> = std::collections::BTreeSet::new();
         for (k, _) in &scorable {
             if let Some(k) = k {
                 windows.insert(*k, -self.profile.fn_);
@@ -559,6 +564,7 @@ impl Scorer {
                     tn,
                     fp,
                     fn_,
+                    windows_detected: detected.len() as u64,
                 });
                 threshold = p.score;
             }
@@ -566,6 +572,7 @@ impl Scorer {
                 Some(k) => {
                     tp += 1;
                     fn_ -= 1;
+                    detected.insert(*k);
                     if let Some(best) = windows.get_mut(k) {
                         *best = best.max(p.sweep);
                     }
@@ -584,6 +591,7 @@ impl Scorer {
             tn,
             fp,
             fn_,
+            windows_detected: detected.len() as u64,
         });
         out
     }
@@ -613,6 +621,7 @@ impl Scorer {
             tn: 0,
             fp: 0,
             fn_: 0,
+            windows_detected: 0,
         });
         FileScore {
             name: series.name.clone(),
@@ -621,6 +630,7 @@ impl Scorer {
             tn: r.tn,
             fp: r.fp,
             fn_: r.fn_,
+            windows_detected: r.windows_detected,
             total: series.len() as u64,
         }
     }

@@ -28,7 +28,7 @@ impl Default for EnsembleConfig {
             error_rate: 0.001,
             refractory: 100,
             damp: 0.5,
-            alarm: 0.8,
+            alarm: 0.6,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Streaming anomaly detectors: one value at a time, a score in [0, 1] for it before the next
 //! is seen.
 
+mod cusum;
 mod ensemble;
 mod windowed_gaussian;
 
+pub use cusum::CoreCusum;
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use windowed_gaussian::WindowedGaussian;
 
@@ -31,12 +33,13 @@ pub fn by_name(name: &str) -> Option<DetectorFactory> {
     match name {
         "windowedGaussian" => Some(|| Box::new(WindowedGaussian::new())),
         "ensemble" => Some(|| Box::new(Ensemble::default())),
+        "cusum" => Some(|| Box::new(CoreCusum::default())),
         _ => None,
     }
 }
 
 /// Names [`by_name`] knows.
-pub const NAMES: [&str; 2] = ["windowedGaussian", "ensemble"];
+pub const NAMES: [&str; 3] = ["windowedGaussian", "ensemble", "cusum"];
 
 /// Scores every point of `values` with a fresh detector from `make`.
 pub fn run(make: DetectorFactory, timestamps: &[i64], values: &[f64]) -> Vec<f64> {

@@ -26,7 +26,9 @@ use async_trait::async_trait;
 
 pub use executor::DefaultExecutor;
 pub use planner::{DefaultPlanner, EVIDENCE_WEIGHT};
-pub use statistical::{MAX_TRACKED_METRICS, RobustCusum, StatisticalDetector, Step};
+pub use statistical::{
+    MAX_TRACKED_METRICS, RobustCusum, StatisticalDetector, Step, metric_anomaly,
+};
 pub use threshold::ThresholdDetector;
 
 use crate::{

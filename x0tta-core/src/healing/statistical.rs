@@ -166,8 +166,20 @@ impl RobustCusum {
     }
 }
 
-/// Which anomaly an upward shift of a metric means, if any.
-fn kind_of(metric: &str) -> Option<(AnomalyKind, Subject)> {
+/// The anomaly kind and subject a sustained rise of `metric` means, for the resource
+/// metrics of [`names`](crate::names) (CPU, memory, disk, mesh RTT and loss, per-service memory and CPU);
+/// `None` for any other metric. Shared by every per-metric detector.
+///
+/// ```
+/// use x0tta_core::{AnomalyKind, Subject, healing::metric_anomaly};
+/// assert_eq!(metric_anomaly("host.cpu.percent"), Some((AnomalyKind::CpuOverload, Subject::Host)));
+/// assert_eq!(
+///     metric_anomaly("service.web.memory_mb"),
+///     Some((AnomalyKind::MemoryPressure, Subject::Service("web".into())))
+/// );
+/// assert_eq!(metric_anomaly("xdp.eth0.packets_per_s"), None);
+/// ```
+pub fn metric_anomaly(metric: &str) -> Option<(AnomalyKind, Subject)> {
     match metric {
         names::CPU_PERCENT => Some((AnomalyKind::CpuOverload, Subject::Host)),
         names::MEMORY_PERCENT => Some((AnomalyKind::MemoryPressure, Subject::Host)),
@@ -228,7 +240,7 @@ impl Detector for StatisticalDetector {
         series.observations += 1;
         let mut out = Vec::new();
         for (metric, &x) in &obs.metrics {
-            let Some((kind, subject)) = kind_of(metric) else {
+            let Some((kind, subject)) = metric_anomaly(metric) else {
                 continue;
             };
             if !series.by_metric.contains_key(metric)
