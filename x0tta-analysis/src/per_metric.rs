@@ -11,7 +11,7 @@ use crate::detectors::{DetectorFactory, StreamingDetector};
 /// The score at which [`PerMetricDetector`] raises an anomaly by default: the threshold that
 /// NAB's standard profile chose for the [`Ensemble`](crate::detectors::Ensemble) detector over
 /// its 58 series (docs/PERFORMANCE.md).
-pub const DEFAULT_THRESHOLD: f64 = 0.5858;
+pub const DEFAULT_THRESHOLD: f64 = 0.6029;
 
 /// Points each metric is learnt from before it can raise anomalies (NAB's probationary
 /// period, for a series of a few hundred points).

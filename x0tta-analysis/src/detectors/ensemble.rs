@@ -17,6 +17,12 @@ pub struct EnsembleConfig {
     pub damp: f64,
     /// Score at or above which an alarm starts the refractory period.
     pub alarm: f64,
+    /// Rate of the seasonal profile's bins (each learns from its own visits).
+    pub seasonal_rate: f64,
+    /// Weight of the seasonal surprise against the predictors' (0: no seasonal signal).
+    pub seasonal_weight: f64,
+    /// Length of the season, hours (24: a day, 168: a week).
+    pub period_hours: u32,
 }
 
 impl Default for EnsembleConfig {
@@ -29,6 +35,9 @@ impl Default for EnsembleConfig {
             refractory: 100,
             damp: 0.5,
             alarm: 0.6,
+            seasonal_rate: 0.2,
+            seasonal_weight: 0.7,
+            period_hours: 168,
         }
     }
 }
@@ -54,6 +63,9 @@ impl EnsembleConfig {
             "refractory" => self.refractory = value as u32,
             "damp" => self.damp = value.min(1.0),
             "alarm" => self.alarm = value.min(1.0),
+            "seasonal_rate" => self.seasonal_rate = value.min(1.0),
+            "seasonal_weight" => self.seasonal_weight = value,
+            "period_hours" => self.period_hours = (value as u32).clamp(1, BINS as u32),
             other => return Err(format!("unknown ensemble parameter {other}")),
         }
         Ok(())
@@ -62,10 +74,15 @@ impl EnsembleConfig {
 
 /// Three predictors of the next value: the last value, a fast exponential mean and a slow
 /// one. Each has an error scale that adapts slowly. A point is as surprising as the
-/// best-placed predictor finds it: its error in that predictor's standard deviations. The
-/// score is the two-sided Gaussian tail of that, on a log scale (a tail of 1e-10 or less
-/// scores 1.0). After an alarm, scores are damped for a while: one alarm per anomaly is what
-/// an operator, and NAB, reward.
+/// best-placed predictor finds it: its error in that predictor's standard deviations.
+///
+/// A fourth signal is seasonal: an hour-of-the-week profile (168 bins, by the point's
+/// timestamp) with its own error scale. It can raise a point the predictors expected but
+/// that is wrong for its hour, such as a flat line where a daily peak belongs.
+///
+/// The score is the two-sided Gaussian tail of the surprise, on a log scale (a tail of 1e-10
+/// or less scores 1.0). After an alarm, scores are damped for a while: one alarm per anomaly
+/// is what an operator, and NAB, reward. Memory is fixed: 168 bins and a few numbers.
 ///
 /// It beats NAB's windowedGaussian baseline but not yet Numenta's HTM (docs/PERFORMANCE.md
 /// has the figures).
@@ -96,6 +113,20 @@ pub struct Ensemble {
     scale: f64,
     /// Points left in the refractory period.
     quiet: u32,
+    /// Hour-of-week profile: mean and visits per bin.
+    season: Box<[(f64, u32); BINS]>,
+    /// Mean squared error of the seasonal predictor.
+    season_err: f64,
+}
+
+/// Hours in a week.
+const BINS: usize = 168;
+
+fn bin_of(timestamp: i64, period_hours: u32) -> usize {
+    // 1970-01-01 was a Thursday; any fixed origin will do.
+    (timestamp
+        .div_euclid(3600)
+        .rem_euclid(i64::from(period_hours.max(1)))) as usize
 }
 
 impl Default for Ensemble {
@@ -116,6 +147,8 @@ impl Ensemble {
             err: [0.0; 3],
             scale: 0.0,
             quiet: 0,
+            season: Box::new([(0.0, 0); BINS]),
+            season_err: 0.0,
         }
     }
 }
@@ -125,7 +158,7 @@ impl StreamingDetector for Ensemble {
         "ensemble"
     }
 
-    fn score(&mut self, _timestamp: i64, x: f64) -> f64 {
+    fn score(&mut self, timestamp: i64, x: f64) -> f64 {
         let c = self.cfg;
         if self.n == 0 {
             self.n = 1;
@@ -141,6 +174,18 @@ impl StreamingDetector for Ensemble {
             z = z.min(e.abs() / self.err[k].sqrt().max(floor));
             self.err[k] += c.error_rate * (e * e - self.err[k]);
         }
+        let b = bin_of(timestamp, c.period_hours).min(BINS - 1);
+        let (mean, visits) = self.season[b];
+        // Out of season: a value the predictors expected can still be wrong for this hour
+        // of the week (a flat line where a daily peak belongs).
+        if c.seasonal_weight > 0.0 && visits >= 2 {
+            let e = x - mean;
+            let zs = e.abs() / self.season_err.sqrt().max(floor);
+            self.season_err += c.error_rate * (e * e - self.season_err);
+            z = z.max(c.seasonal_weight * zs);
+        }
+        let rate = (1.0 / f64::from(visits + 1)).max(c.seasonal_rate);
+        self.season[b] = (mean + rate * (x - mean), visits.saturating_add(1));
         self.last = x;
         self.fast += c.fast * (x - self.fast);
         self.slow += c.slow * (x - self.slow);
