@@ -344,7 +344,7 @@ impl XdpGuard {
         if b.limit.is_some() {
             guard.set_rate_limit(b.limit)?;
         }
-        tracing::info!(interface = %guard.interface, mode = %mode, "XDP guard attached");
+        tracing::debug!(interface = %guard.interface, mode = %mode, "XDP guard attached");
         Ok(guard)
     }
 
