@@ -15,6 +15,10 @@
 //!   [`Detector`](x0tta_core::Detector)s. It runs one detector per resource metric and raises
 //!   an anomaly of that metric's kind.
 //!
+//! - [`graph`] (feature `graph`, candle): a 2-layer GraphSAGE (mean aggregator, sampled
+//!   neighbours) that classifies each node of the neighbour graph, with training (AdamW) and
+//!   signed, content-addressed, versioned `patterns.bin` weights.
+//!
 //! Still to come (issue 9): detectors worth deploying, GraphSAGE over the neighbour graph,
 //! root-cause ranking, Byzantine-robust federated learning and the calibration of the
 //! planner's success probability. Until then the default healer of x0tta-core (threshold and
@@ -41,6 +45,8 @@
 //! ```
 
 pub mod detectors;
+#[cfg(feature = "graph")]
+pub mod graph;
 pub mod nab;
 mod per_metric;
 

@@ -1,0 +1,458 @@
+//! GraphSAGE over the neighbour graph (feature `graph`): a 2-layer model with a mean
+//! aggregator over sampled neighbours (Hamilton, Ying, Leskovec, NeurIPS 2017), on candle, and
+//! its weights as a signed, content-addressed, versioned `patterns.bin`.
+//!
+//! Layer k computes `h_v = W_k · [h_v ‖ mean(h_u for u in sample_k(N(v)))] + b_k`, with a
+//! ReLU after the first layer; the second layer's outputs are the class logits of each node.
+//! Without the graph (`SageConfig::use_graph = false`) the neighbour half of each input is
+//! zero: the same model, blind to neighbours, which is the baseline the graph must beat.
+//!
+//! ```
+//! use x0tta_analysis::graph::{Graph, GraphSage, SageConfig};
+//! let g = Graph::new(vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![1.0, 1.0]], &[(0, 1), (1, 2)])?;
+//! let model = GraphSage::new(SageConfig { features: 2, hidden: 8, classes: 3, ..SageConfig::default() }, 7)?;
+//! let classes = model.predict(&g, 1)?;
+//! assert_eq!(classes.len(), 3);
+//! # Ok::<(), x0tta_analysis::graph::GraphError>(())
+//! ```
+
+use std::collections::HashMap;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use x0tta_core::{ContentId, Envelope, Signer, Verifier, from_dag_cbor, to_dag_cbor};
+
+/// Signing context of `patterns.bin`.
+pub const PATTERNS_CONTEXT: &[u8] = b"x0tta/patterns/v1";
+/// The `format` a `patterns.bin` must carry.
+pub const PATTERNS_FORMAT: &str = "x0tta/patterns/1";
+/// The model a `patterns.bin` holds.
+pub const MODEL: &str = "graphsage-mean-2";
+/// Largest `patterns.bin` accepted.
+pub const MAX_PATTERNS_BYTES: usize = 16 << 20;
+
+/// What can go wrong building, training, saving or loading a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// The tensor library failed (shapes, allocation).
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// A graph or configuration that cannot work.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// `patterns.bin` is not a signed patterns record (malformed, truncated, oversized).
+    #[error("patterns.bin is malformed: {0}")]
+    Malformed(String),
+    /// Its signature does not verify.
+    #[error("patterns.bin rejected: {0}")]
+    Rejected(String),
+    /// It holds another model, format or shape than asked for.
+    #[error("patterns.bin does not fit: {0}")]
+    Mismatch(String),
+    /// Reading or writing the file failed.
+    #[error("patterns.bin: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A graph: one feature vector per node, undirected edges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    features: Vec<Vec<f32>>,
+    neighbours: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    /// A graph of `features.len()` nodes (all vectors the same length) and `edges`.
+    pub fn new(features: Vec<Vec<f32>>, edges: &[(usize, usize)]) -> Result<Self, GraphError> {
+        let n = features.len();
+        if n == 0 {
+            return Err(GraphError::Invalid("a graph needs a node".into()));
+        }
+        let d = features[0].len();
+        if d == 0 || features.iter().any(|f| f.len() != d) {
+            return Err(GraphError::Invalid(
+                "every node needs the same, non-zero number of features".into(),
+            ));
+        }
+        if features.iter().flatten().any(|x| !x.is_finite()) {
+            return Err(GraphError::Invalid("features must be finite".into()));
+        }
+        let mut neighbours = vec![Vec::new(); n];
+        for &(a, b) in edges {
+            if a >= n || b >= n {
+                return Err(GraphError::Invalid(format!(
+                    "edge ({a}, {b}) names a node beyond {n}"
+                )));
+            }
+            if a != b && !neighbours[a].contains(&b) {
+                neighbours[a].push(b);
+                neighbours[b].push(a);
+            }
+        }
+        Ok(Self {
+            features,
+            neighbours,
+        })
+    }
+
+    /// Nodes.
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Whether it has no node (never: [`Graph::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// Features per node.
+    pub fn features(&self) -> usize {
+        self.features[0].len()
+    }
+
+    /// The neighbours of `v` (none for a node the graph does not have).
+    pub fn neighbours(&self, v: usize) -> &[usize] {
+        self.neighbours.get(v).map_or(&[], Vec::as_slice)
+    }
+
+    /// The features of `v`, if the graph has it.
+    pub fn feature(&self, v: usize) -> Option<&[f32]> {
+        self.features.get(v).map(Vec::as_slice)
+    }
+
+    fn feature_tensor(&self, dev: &Device) -> Result<Tensor, GraphError> {
+        let flat: Vec<f32> = self.features.iter().flatten().copied().collect();
+        Ok(Tensor::from_vec(flat, (self.len(), self.features()), dev)?)
+    }
+
+    /// The mean-aggregation matrix: row `v` averages up to `sample` neighbours of `v`
+    /// (all of them when it has no more; a sample drawn with `rng` otherwise).
+    fn mean_matrix(
+        &self,
+        sample: usize,
+        rng: &mut SmallRng,
+        dev: &Device,
+    ) -> Result<Tensor, GraphError> {
+        let n = self.len();
+        let mut m = vec![0f32; n * n];
+        for v in 0..n {
+            let all = &self.neighbours[v];
+            let chosen: Vec<usize> = if all.len() <= sample {
+                all.clone()
+            } else {
+                all.choose_multiple(rng, sample).copied().collect()
+            };
+            if chosen.is_empty() {
+                continue;
+            }
+            let w = 1.0 / chosen.len() as f32;
+            for u in chosen {
+                m[v * n + u] += w;
+            }
+        }
+        Ok(Tensor::from_vec(m, (n, n), dev)?)
+    }
+}
+
+/// Shape and sampling of a [`GraphSage`] model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SageConfig {
+    /// Input features per node.
+    pub features: usize,
+    /// Width of the hidden layer.
+    pub hidden: usize,
+    /// Classes (normal plus one per anomaly kind, in the caller's order).
+    pub classes: usize,
+    /// Neighbours sampled per node in layer 1 and layer 2.
+    pub samples: [usize; 2],
+    /// Whether neighbours are aggregated (false: the no-graph baseline).
+    pub use_graph: bool,
+}
+
+impl Default for SageConfig {
+    fn default() -> Self {
+        Self {
+            features: 8,
+            hidden: 32,
+            classes: 2,
+            samples: [10, 5],
+            use_graph: true,
+        }
+    }
+}
+
+/// A 2-layer GraphSAGE classifier of nodes.
+pub struct GraphSage {
+    cfg: SageConfig,
+    varmap: VarMap,
+    l1: Linear,
+    l2: Linear,
+    device: Device,
+    seed: u64,
+}
+
+impl std::fmt::Debug for GraphSage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSage")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One labelled graph for training: a class per node.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    /// The graph.
+    pub graph: Graph,
+    /// Each node's class, `< classes`.
+    pub labels: Vec<u32>,
+}
+
+impl GraphSage {
+    /// A model with weights initialised from `seed` (CPU).
+    pub fn new(cfg: SageConfig, seed: u64) -> Result<Self, GraphError> {
+        if cfg.features == 0 || cfg.hidden == 0 || cfg.classes < 2 {
+            return Err(GraphError::Invalid(
+                "features and hidden must be positive, classes at least 2".into(),
+            ));
+        }
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let l1 = candle_nn::linear(2 * cfg.features, cfg.hidden, vb.pp("l1"))?;
+        let l2 = candle_nn::linear(2 * cfg.hidden, cfg.classes, vb.pp("l2"))?;
+        let mut model = Self {
+            cfg,
+            varmap,
+            l1,
+            l2,
+            device,
+            seed,
+        };
+        // candle cannot seed its CPU generator: draw the initial weights here, uniform in
+        // ±1/√fan_in as candle's own linear layers do, from `seed`.
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
+            let k = 1.0 / (fan_in as f32).sqrt();
+            (0..n).map(|_| rng.random_range(-k..k)).collect()
+        };
+        let (f, h, c) = (cfg.features, cfg.hidden, cfg.classes);
+        let init = HashMap::from([
+            ("l1.weight", uniform(h * 2 * f, 2 * f)),
+            ("l1.bias", uniform(h, 2 * f)),
+            ("l2.weight", uniform(c * 2 * h, 2 * h)),
+            ("l2.bias", uniform(c, 2 * h)),
+        ]);
+        model.set_weights(&init)?;
+        Ok(model)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> SageConfig {
+        self.cfg
+    }
+
+    /// Sets the weights: `l1.weight` (hidden × 2·features), `l1.bias` (hidden),
+    /// `l2.weight` (classes × 2·hidden), `l2.bias` (classes), as row-major values.
+    pub fn set_weights(&mut self, weights: &HashMap<&str, Vec<f32>>) -> Result<(), GraphError> {
+        let c = self.cfg;
+        let shapes: [(&str, &[usize]); 4] = [
+            ("l1.weight", &[c.hidden, 2 * c.features]),
+            ("l1.bias", &[c.hidden]),
+            ("l2.weight", &[c.classes, 2 * c.hidden]),
+            ("l2.bias", &[c.classes]),
+        ];
+        for (name, shape) in shapes {
+            let v = weights
+                .get(name)
+                .ok_or_else(|| GraphError::Invalid(format!("{name} missing")))?;
+            let t = Tensor::from_vec(v.clone(), shape, &self.device)
+                .map_err(|e| GraphError::Invalid(format!("{name}: {e}")))?;
+            self.varmap.set_one(name, t)?;
+        }
+        Ok(())
+    }
+
+    /// Class logits of every node (nodes × classes), neighbours sampled with `seed`.
+    pub fn logits(&self, g: &Graph, seed: u64) -> Result<Tensor, GraphError> {
+        if g.features() != self.cfg.features {
+            return Err(GraphError::Invalid(format!(
+                "the graph has {} features per node, the model {}",
+                g.features(),
+                self.cfg.features
+            )));
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let x = g.feature_tensor(&self.device)?;
+        let a1 = g.mean_matrix(self.cfg.samples[0], &mut rng, &self.device)?;
+        let a2 = g.mean_matrix(self.cfg.samples[1], &mut rng, &self.device)?;
+        self.forward(&x, &a1, &a2)
+    }
+
+    fn forward(&self, x: &Tensor, a1: &Tensor, a2: &Tensor) -> Result<Tensor, GraphError> {
+        let agg = |a: &Tensor, h: &Tensor| -> Result<Tensor, GraphError> {
+            Ok(if self.cfg.use_graph {
+                a.matmul(h)?
+            } else {
+                h.zeros_like()?
+            })
+        };
+        let h = self
+            .l1
+            .forward(&Tensor::cat(&[x, &agg(a1, x)?], 1)?)?
+            .relu()?;
+        Ok(self.l2.forward(&Tensor::cat(&[&h, &agg(a2, &h)?], 1)?)?)
+    }
+
+    /// The most likely class of every node.
+    pub fn predict(&self, g: &Graph, seed: u64) -> Result<Vec<u32>, GraphError> {
+        Ok(self.logits(g, seed)?.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+
+    /// Class probabilities of every node (softmax of the logits).
+    pub fn probabilities(&self, g: &Graph, seed: u64) -> Result<Vec<Vec<f32>>, GraphError> {
+        let p = candle_nn::ops::softmax(&self.logits(g, seed)?, D::Minus1)?;
+        Ok(p.to_vec2::<f32>()?)
+    }
+
+    /// Trains on `data` for `epochs` passes with AdamW at `lr`; returns the mean loss of each
+    /// epoch. Neighbour samples are drawn afresh for every graph and epoch.
+    pub fn train(
+        &mut self,
+        data: &[Labelled],
+        epochs: usize,
+        lr: f64,
+    ) -> Result<Vec<f32>, GraphError> {
+        for d in data {
+            if d.labels.len() != d.graph.len() {
+                return Err(GraphError::Invalid("one label per node".into()));
+            }
+            if d.labels.iter().any(|&l| l as usize >= self.cfg.classes) {
+                return Err(GraphError::Invalid("a label beyond the classes".into()));
+            }
+        }
+        let mut opt = candle_nn::AdamW::new(
+            self.varmap.all_vars(),
+            candle_nn::ParamsAdamW {
+                lr,
+                ..Default::default()
+            },
+        )?;
+        let mut rng = SmallRng::seed_from_u64(self.seed ^ 0x5a5a_5a5a);
+        let mut losses = Vec::with_capacity(epochs);
+        for _ in 0..epochs {
+            let mut sum = 0.0f32;
+            for d in data {
+                let logits = self.logits(&d.graph, rng.random())?;
+                let target = Tensor::from_vec(d.labels.clone(), d.labels.len(), &self.device)?;
+                let loss = candle_nn::loss::cross_entropy(&logits, &target)?;
+                opt.backward_step(&loss)?;
+                sum += loss.to_scalar::<f32>()?;
+            }
+            losses.push(sum / data.len().max(1) as f32);
+        }
+        Ok(losses)
+    }
+
+    /// The weights as safetensors bytes.
+    fn safetensors(&self) -> Result<Vec<u8>, GraphError> {
+        let vars = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| GraphError::Invalid("the weight table is poisoned".into()))?;
+        let tensors: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        drop(vars);
+        safetensors::serialize(tensors, None)
+            .map_err(|e| GraphError::Invalid(format!("serialising the weights: {e}")))
+    }
+
+    /// The signed `patterns.bin` bytes of this model, and their content id.
+    pub fn to_patterns(
+        &self,
+        version: u64,
+        signer: &dyn Signer,
+    ) -> Result<(Vec<u8>, ContentId), GraphError> {
+        let record = Patterns {
+            format: PATTERNS_FORMAT.into(),
+            model: MODEL.into(),
+            version,
+            config: self.cfg,
+            weights: serde_bytes::ByteBuf::from(self.safetensors()?),
+        };
+        let payload = to_dag_cbor(&record).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        let env = Envelope::seal(signer, PATTERNS_CONTEXT, payload)
+            .map_err(|e| GraphError::Rejected(e.to_string()))?;
+        let bytes = to_dag_cbor(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        let id = ContentId::of(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        Ok((bytes, id))
+    }
+
+    /// A model from `patterns.bin` bytes: decoded, its signature verified with `verifier`,
+    /// its format and model checked, its weights loaded. Returns the model, the version and the
+    /// content id.
+    pub fn from_patterns(
+        bytes: &[u8],
+        verifier: &dyn Verifier,
+    ) -> Result<(Self, u64, ContentId), GraphError> {
+        if bytes.len() > MAX_PATTERNS_BYTES {
+            return Err(GraphError::Malformed(format!(
+                "{} bytes, more than the {MAX_PATTERNS_BYTES} accepted",
+                bytes.len()
+            )));
+        }
+        let env: Envelope =
+            from_dag_cbor(bytes).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        // The decoder accepts some encodings that are not DAG-CBOR's canonical one (a map key
+        // of another type that it skips, say). Only the canonical bytes are the file that was
+        // signed and addressed: anything else is refused.
+        if to_dag_cbor(&env).map_err(|e| GraphError::Malformed(e.to_string()))? != bytes {
+            return Err(GraphError::Malformed(
+                "not the canonical DAG-CBOR encoding of its content".into(),
+            ));
+        }
+        let payload = env
+            .open(verifier, PATTERNS_CONTEXT)
+            .map_err(|e| GraphError::Rejected(e.to_string()))?;
+        let p: Patterns =
+            from_dag_cbor(payload).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        if p.format != PATTERNS_FORMAT || p.model != MODEL {
+            return Err(GraphError::Mismatch(format!(
+                "format {} model {}, expected {PATTERNS_FORMAT} {MODEL}",
+                p.format, p.model
+            )));
+        }
+        let mut model = Self::new(p.config, 0)?;
+        let tensors = candle_core::safetensors::load_buffer(&p.weights, &model.device)
+            .map_err(|e| GraphError::Malformed(format!("weights: {e}")))?;
+        for name in ["l1.weight", "l1.bias", "l2.weight", "l2.bias"] {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| GraphError::Mismatch(format!("weights lack {name}")))?;
+            model
+                .varmap
+                .set_one(name, t)
+                .map_err(|e| GraphError::Mismatch(format!("{name}: {e}")))?;
+        }
+        let id = ContentId::of(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        Ok((model, p.version, id))
+    }
+}
+
+/// The signed record of `patterns.bin`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Patterns {
+    format: String,
+    model: String,
+    version: u64,
+    config: SageConfig,
+    weights: serde_bytes::ByteBuf,
+}
