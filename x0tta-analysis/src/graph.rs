@@ -130,32 +130,69 @@ impl Graph {
         Ok(Tensor::from_vec(flat, (self.len(), self.features()), dev)?)
     }
 
-    /// The mean-aggregation matrix: row `v` averages up to `sample` neighbours of `v`
-    /// (all of them when it has no more; a sample drawn with `rng` otherwise).
-    fn mean_matrix(
+    /// Up to `sample` neighbours of every node (all of them when it has no more, a sample
+    /// drawn with `rng` otherwise), as gather indices (nodes × sample) and mean weights
+    /// (nodes × sample × 1; padding weighs 0). Memory is O(nodes × sample), never O(nodes²).
+    fn sample(
         &self,
         sample: usize,
         rng: &mut SmallRng,
         dev: &Device,
-    ) -> Result<Tensor, GraphError> {
+    ) -> Result<Sampled, GraphError> {
         let n = self.len();
-        let mut m = vec![0f32; n * n];
+        let s = sample.max(1);
+        let mut idx = Vec::with_capacity(n * s);
+        let mut w = Vec::with_capacity(n * s);
         for v in 0..n {
             let all = &self.neighbours[v];
-            let chosen: Vec<usize> = if all.len() <= sample {
+            let chosen: Vec<usize> = if all.len() <= s {
                 all.clone()
             } else {
-                all.choose_multiple(rng, sample).copied().collect()
+                all.choose_multiple(rng, s).copied().collect()
             };
-            if chosen.is_empty() {
-                continue;
-            }
-            let w = 1.0 / chosen.len() as f32;
-            for u in chosen {
-                m[v * n + u] += w;
+            let weight = if chosen.is_empty() {
+                0.0
+            } else {
+                1.0 / chosen.len() as f32
+            };
+            for k in 0..s {
+                match chosen.get(k) {
+                    Some(&u) => {
+                        idx.push(u as u32);
+                        w.push(weight);
+                    }
+                    None => {
+                        idx.push(v as u32);
+                        w.push(0.0);
+                    }
+                }
             }
         }
-        Ok(Tensor::from_vec(m, (n, n), dev)?)
+        Ok(Sampled {
+            idx: Tensor::from_vec(idx, n * s, dev)?,
+            weights: Tensor::from_vec(w, (n, s, 1), dev)?,
+            nodes: n,
+            per_node: s,
+        })
+    }
+}
+
+/// Sampled neighbours of every node, ready to gather.
+struct Sampled {
+    idx: Tensor,
+    weights: Tensor,
+    nodes: usize,
+    per_node: usize,
+}
+
+impl Sampled {
+    /// The mean of the sampled neighbours' rows of `h` (nodes × d).
+    fn mean(&self, h: &Tensor) -> Result<Tensor, GraphError> {
+        let d = h.dim(1)?;
+        Ok(h.index_select(&self.idx, 0)?
+            .reshape((self.nodes, self.per_node, d))?
+            .broadcast_mul(&self.weights)?
+            .sum(1)?)
     }
 }
 
@@ -287,26 +324,22 @@ impl GraphSage {
                 self.cfg.features
             )));
         }
-        let mut rng = SmallRng::seed_from_u64(seed);
         let x = g.feature_tensor(&self.device)?;
-        let a1 = g.mean_matrix(self.cfg.samples[0], &mut rng, &self.device)?;
-        let a2 = g.mean_matrix(self.cfg.samples[1], &mut rng, &self.device)?;
-        self.forward(&x, &a1, &a2)
-    }
-
-    fn forward(&self, x: &Tensor, a1: &Tensor, a2: &Tensor) -> Result<Tensor, GraphError> {
-        let agg = |a: &Tensor, h: &Tensor| -> Result<Tensor, GraphError> {
-            Ok(if self.cfg.use_graph {
-                a.matmul(h)?
-            } else {
-                h.zeros_like()?
-            })
-        };
+        if !self.cfg.use_graph {
+            let h = self
+                .l1
+                .forward(&Tensor::cat(&[&x, &x.zeros_like()?], 1)?)?
+                .relu()?;
+            return Ok(self.l2.forward(&Tensor::cat(&[&h, &h.zeros_like()?], 1)?)?);
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let s1 = g.sample(self.cfg.samples[0], &mut rng, &self.device)?;
+        let s2 = g.sample(self.cfg.samples[1], &mut rng, &self.device)?;
         let h = self
             .l1
-            .forward(&Tensor::cat(&[x, &agg(a1, x)?], 1)?)?
+            .forward(&Tensor::cat(&[&x, &s1.mean(&x)?], 1)?)?
             .relu()?;
-        Ok(self.l2.forward(&Tensor::cat(&[&h, &agg(a2, &h)?], 1)?)?)
+        Ok(self.l2.forward(&Tensor::cat(&[&h, &s2.mean(&h)?], 1)?)?)
     }
 
     /// The most likely class of every node.
