@@ -36,13 +36,10 @@ pub(crate) struct Assembled {
     pub(crate) xdp: Vec<Arc<XdpGuard>>,
 }
 
-/// The actions only a node with an XDP guard has.
-const XDP_ACTIONS: [&str; 3] = ["isolate_peer", "unisolate_peer", "set_rate_limit"];
-
 /// Attaches the XDP guard to every interface of `network.interfaces` when `network.ebpf_hooks`
 /// names `xdp`. A guard that cannot attach (no privilege, no such interface, a build without
 /// clang) is logged with the reason and left out: the node runs without it (DESIGN §9).
-pub(crate) fn attach_xdp(net: &NetworkConfig) -> Result<Vec<Arc<XdpGuard>>> {
+fn attach_xdp(net: &NetworkConfig) -> Result<Vec<Arc<XdpGuard>>> {
     if !net.ebpf_hooks.iter().any(|h| h == "xdp") {
         return Ok(Vec::new());
     }
@@ -225,7 +222,7 @@ pub(crate) async fn assemble(
             let needs_xdp = t.steps.iter().any(|s| {
                 std::iter::once(&s.action)
                     .chain(s.rollback.as_ref().map(|r| &r.action))
-                    .any(|a| XDP_ACTIONS.contains(&a.as_str()))
+                    .any(|a| x0tta_ebpf::ACTION_NAMES.contains(&a.as_str()))
             });
             if needs_xdp && xdp.is_empty() {
                 tracing::warn!(template = %t.name, "plan template left out: it needs the XDP guard's actions and no guard is attached");

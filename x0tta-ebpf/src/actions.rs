@@ -9,7 +9,10 @@ use x0tta_core::{Action, ActionContext, ActionError, NodeId, Params, ParamsExt, 
 
 use crate::{Error, RateLimit, XdpGuard};
 
-/// The three actions over `guards`, ready to register.
+/// The names of the actions [`actions`] returns: what plan templates call them.
+pub const ACTION_NAMES: [&str; 3] = ["isolate_peer", "unisolate_peer", "set_rate_limit"];
+
+/// The three actions over `guards`, ready to register (named as [`ACTION_NAMES`]).
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -19,7 +22,7 @@ use crate::{Error, RateLimit, XdpGuard};
 ///     .iter()
 ///     .map(|a| a.name().to_string())
 ///     .collect();
-/// assert_eq!(names, ["isolate_peer", "unisolate_peer", "set_rate_limit"]);
+/// assert_eq!(names, x0tta_ebpf::ACTION_NAMES);
 /// # Ok(())
 /// # }
 /// ```

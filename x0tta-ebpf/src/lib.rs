@@ -33,7 +33,7 @@ mod error;
 mod guard;
 mod sensor;
 
-pub use actions::{IsolatePeer, SetRateLimit, UnisolatePeer, actions, addresses_of};
+pub use actions::{ACTION_NAMES, IsolatePeer, SetRateLimit, UnisolatePeer, actions, addresses_of};
 pub use error::Error;
 pub use guard::{
     AttachMode, MAX_BURST, MAX_RATE_PPS, ModeRequest, RateLimit, SourceStats, Totals, XdpGuard,
