@@ -893,27 +893,7 @@ async fn xdp_block(
     State(s): State<ApiState>,
     extract::Json(req): extract::Json<BlockRequest>,
 ) -> Response {
-    let ip = match parse_address(&req.address) {
-        Ok(ip) => ip,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(r) = no_guard(&s) {
-        return r;
-    }
-    let mut changed = 0;
-    for g in &s.sources.xdp {
-        match g.block(ip) {
-            Ok(true) => changed += 1,
-            Ok(false) => {}
-            Err(e) => return xdp_error(e),
-        }
-    }
-    tracing::info!(%ip, changed, "blocked through the API");
-    Json(BlockOutcome {
-        address: ip.to_string(),
-        changed,
-    })
-    .into_response()
+    set_blocked(&s, &req.address, true)
 }
 
 #[utoipa::path(delete, path = "/api/v1/xdp/blocked/{address}", tag = "security", security(("token" = [])),
@@ -927,22 +907,29 @@ async fn xdp_unblock(
     State(s): State<ApiState>,
     extract::Path(address): extract::Path<String>,
 ) -> Response {
-    let ip = match parse_address(&address) {
+    set_blocked(&s, &address, false)
+}
+
+/// Blocks (or unblocks) `address` on every attached guard; the answer counts the guards
+/// whose block list changed.
+fn set_blocked(s: &ApiState, address: &str, block: bool) -> Response {
+    let ip = match parse_address(address) {
         Ok(ip) => ip,
         Err(e) => return e.into_response(),
     };
-    if let Some(r) = no_guard(&s) {
+    if let Some(r) = no_guard(s) {
         return r;
     }
     let mut changed = 0;
     for g in &s.sources.xdp {
-        match g.unblock(ip) {
+        let done = if block { g.block(ip) } else { g.unblock(ip) };
+        match done {
             Ok(true) => changed += 1,
             Ok(false) => {}
             Err(e) => return xdp_error(e),
         }
     }
-    tracing::info!(%ip, changed, "unblocked through the API");
+    tracing::info!(%ip, changed, block, "block list changed through the API");
     Json(BlockOutcome {
         address: ip.to_string(),
         changed,

@@ -549,7 +549,20 @@ impl Scorer {
             }
         }
         let mut fp_part = 0.0;
-        let total = |fp: f64, w: &BTreeMap<K, f64>| fp + w.values().sum::<f64>();
+        // The state after every point at or above `threshold` counts as a detection.
+        let row = |threshold: f64,
+                   fp_part: f64,
+                   w: &BTreeMap<K, f64>,
+                   [tp, tn, fp, fn_]: [u64; 4],
+                   detected: &std::collections::BTreeSet<K>| ThresholdScore {
+            threshold,
+            score: fp_part + w.values().sum::<f64>(),
+            tp,
+            tn,
+            fp,
+            fn_,
+            windows_detected: detected.len() as u64,
+        };
         let mut tn = scorable.iter().filter(|(k, _)| k.is_none()).count() as u64;
         let mut fn_ = scorable.len() as u64 - tn;
         let (mut tp, mut fp) = (0u64, 0u64);
@@ -557,15 +570,13 @@ impl Scorer {
         let mut out = Vec::new();
         for (k, p) in scorable {
             if p.score != threshold {
-                out.push(ThresholdScore {
+                out.push(row(
                     threshold,
-                    score: total(fp_part, &windows),
-                    tp,
-                    tn,
-                    fp,
-                    fn_,
-                    windows_detected: detected.len() as u64,
-                });
+                    fp_part,
+                    &windows,
+                    [tp, tn, fp, fn_],
+                    &detected,
+                ));
                 threshold = p.score;
             }
             match k {
@@ -584,15 +595,13 @@ impl Scorer {
                 }
             }
         }
-        out.push(ThresholdScore {
+        out.push(row(
             threshold,
-            score: total(fp_part, &windows),
-            tp,
-            tn,
-            fp,
-            fn_,
-            windows_detected: detected.len() as u64,
-        });
+            fp_part,
+            &windows,
+            [tp, tn, fp, fn_],
+            &detected,
+        ));
         out
     }
 

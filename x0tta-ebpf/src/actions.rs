@@ -166,19 +166,12 @@ fn list(ips: &[IpAddr]) -> String {
 /// # Ok(())
 /// # }
 /// ```
-pub struct IsolatePeer {
-    guards: Vec<Arc<XdpGuard>>,
-    /// (guard index, address) pairs this action blocked.
-    ours: Mutex<BTreeSet<(usize, IpAddr)>>,
-}
+pub struct IsolatePeer(Toggle);
 
 impl IsolatePeer {
     /// Over `guards`.
     pub fn new(guards: Vec<Arc<XdpGuard>>) -> Self {
-        Self {
-            guards,
-            ours: Mutex::default(),
-        }
+        Self(Toggle::new(guards, true))
     }
 }
 
@@ -189,45 +182,16 @@ impl Action for IsolatePeer {
     }
 
     async fn run(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        no_guards(self.name(), &self.guards)?;
-        let ips = target_addresses(self.name(), params, ctx).await?;
-        let mut done = Vec::new();
-        for (i, g) in self.guards.iter().enumerate() {
-            for ip in &ips {
-                match g.block(*ip) {
-                    Ok(true) => done.push((i, *ip)),
-                    Ok(false) => {}
-                    Err(e) => {
-                        // Leave nothing to undo: a failed run is not rolled back.
-                        for (j, ip) in done {
-                            let _ = self.guards[j].unblock(ip);
-                        }
-                        return Err(failed(self.name(), e));
-                    }
-                }
-            }
-        }
-        let newly = done.len();
-        lock(&self.ours).extend(done);
+        let (ips, newly) = self.0.run(self.name(), params, ctx).await?;
         Ok(format!(
             "blocked {} in XDP on {} interface(s) ({newly} new entries)",
             list(&ips),
-            self.guards.len()
+            self.0.guards.len()
         ))
     }
 
     async fn rollback(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        let ips = target_addresses(self.name(), params, ctx).await?;
-        let mut ours = lock(&self.ours);
-        let mut freed = 0;
-        for (i, g) in self.guards.iter().enumerate() {
-            for ip in &ips {
-                if ours.remove(&(i, *ip)) {
-                    g.unblock(*ip).map_err(|e| failed(self.name(), e))?;
-                    freed += 1;
-                }
-            }
-        }
+        let freed = self.0.rollback(self.name(), params, ctx).await?;
         Ok(format!(
             "isolate_peer: {freed} block entries of ours removed"
         ))
@@ -236,19 +200,12 @@ impl Action for IsolatePeer {
 
 /// `unisolate_peer`: lets the anomaly's peer (or the `address` parameter) back through XDP on
 /// every attached interface. Rollback blocks again what this action let in.
-pub struct UnisolatePeer {
-    guards: Vec<Arc<XdpGuard>>,
-    /// (guard index, address) pairs this action unblocked.
-    ours: Mutex<BTreeSet<(usize, IpAddr)>>,
-}
+pub struct UnisolatePeer(Toggle);
 
 impl UnisolatePeer {
     /// Over `guards`.
     pub fn new(guards: Vec<Arc<XdpGuard>>) -> Self {
-        Self {
-            guards,
-            ours: Mutex::default(),
-        }
+        Self(Toggle::new(guards, false))
     }
 }
 
@@ -259,25 +216,7 @@ impl Action for UnisolatePeer {
     }
 
     async fn run(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        no_guards(self.name(), &self.guards)?;
-        let ips = target_addresses(self.name(), params, ctx).await?;
-        let mut done = Vec::new();
-        for (i, g) in self.guards.iter().enumerate() {
-            for ip in &ips {
-                match g.unblock(*ip) {
-                    Ok(true) => done.push((i, *ip)),
-                    Ok(false) => {}
-                    Err(e) => {
-                        for (j, ip) in done {
-                            let _ = self.guards[j].block(ip);
-                        }
-                        return Err(failed(self.name(), e));
-                    }
-                }
-            }
-        }
-        let n = done.len();
-        lock(&self.ours).extend(done);
+        let (ips, n) = self.0.run(self.name(), params, ctx).await?;
         Ok(format!(
             "let {} back in ({n} block entries removed)",
             list(&ips)
@@ -285,18 +224,84 @@ impl Action for UnisolatePeer {
     }
 
     async fn rollback(&self, params: &Params, ctx: &ActionContext) -> Result<String, ActionError> {
-        let ips = target_addresses(self.name(), params, ctx).await?;
-        let mut ours = lock(&self.ours);
-        let mut again = 0;
+        let again = self.0.rollback(self.name(), params, ctx).await?;
+        Ok(format!("unisolate_peer: {again} addresses blocked again"))
+    }
+}
+
+/// One direction of the block list over every guard, remembering what it changed so that
+/// a rollback undoes only that.
+struct Toggle {
+    guards: Vec<Arc<XdpGuard>>,
+    /// True: adds to the block list; false: removes from it.
+    block: bool,
+    /// (guard index, address) pairs this action changed.
+    ours: Mutex<BTreeSet<(usize, IpAddr)>>,
+}
+
+impl Toggle {
+    fn new(guards: Vec<Arc<XdpGuard>>, block: bool) -> Self {
+        Self {
+            guards,
+            block,
+            ours: Mutex::default(),
+        }
+    }
+
+    fn set(g: &XdpGuard, ip: IpAddr, block: bool) -> Result<bool, Error> {
+        if block { g.block(ip) } else { g.unblock(ip) }
+    }
+
+    /// Applies the direction to the step's addresses; returns them and how many entries
+    /// changed. A failure undoes what this run did.
+    async fn run(
+        &self,
+        name: &str,
+        params: &Params,
+        ctx: &ActionContext,
+    ) -> Result<(Vec<IpAddr>, usize), ActionError> {
+        no_guards(name, &self.guards)?;
+        let ips = target_addresses(name, params, ctx).await?;
+        let mut done = Vec::new();
         for (i, g) in self.guards.iter().enumerate() {
             for ip in &ips {
-                if ours.remove(&(i, *ip)) {
-                    g.block(*ip).map_err(|e| failed(self.name(), e))?;
-                    again += 1;
+                match Self::set(g, *ip, self.block) {
+                    Ok(true) => done.push((i, *ip)),
+                    Ok(false) => {}
+                    Err(e) => {
+                        // Leave nothing to undo: a failed run is not rolled back.
+                        for (j, ip) in done {
+                            let _ = Self::set(&self.guards[j], ip, !self.block);
+                        }
+                        return Err(failed(name, e));
+                    }
                 }
             }
         }
-        Ok(format!("unisolate_peer: {again} addresses blocked again"))
+        let n = done.len();
+        lock(&self.ours).extend(done);
+        Ok((ips, n))
+    }
+
+    /// Reverses what earlier runs changed for the step's addresses; returns how many.
+    async fn rollback(
+        &self,
+        name: &str,
+        params: &Params,
+        ctx: &ActionContext,
+    ) -> Result<usize, ActionError> {
+        let ips = target_addresses(name, params, ctx).await?;
+        let mut ours = lock(&self.ours);
+        let mut undone = 0;
+        for (i, g) in self.guards.iter().enumerate() {
+            for ip in &ips {
+                if ours.remove(&(i, *ip)) {
+                    Self::set(g, *ip, !self.block).map_err(|e| failed(name, e))?;
+                    undone += 1;
+                }
+            }
+        }
+        Ok(undone)
     }
 }
 
