@@ -49,5 +49,8 @@ pub mod detectors;
 pub mod graph;
 pub mod nab;
 mod per_metric;
+pub mod rootcause;
+#[cfg(feature = "eval")]
+pub mod scenario;
 
 pub use per_metric::{DEFAULT_THRESHOLD, DEFAULT_WARMUP, PerMetricDetector};

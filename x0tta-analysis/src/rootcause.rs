@@ -1,0 +1,297 @@
+//! Root-cause ranking: from what many nodes report, the culprit — a node or a link — with its
+//! evidence.
+//!
+//! Input per node ([`NodeEvidence`]): the probability of each anomaly kind (a classifier's, for
+//! instance GraphSAGE's, output) and when the node first alarmed. The ranker scores
+//!
+//! - every **node** by the probability that it is itself anomalous in a node-level way (any
+//!   kind but [`AnomalyKind::LinkDegraded`]), plus a bonus for an early onset among the alarmed
+//!   nodes, plus, for kinds that only neighbours can witness (a crash, a flooding peer), the
+//!   share of its neighbours that alarmed;
+//! - every **link** by the mean of its two ends' [`AnomalyKind::LinkDegraded`] probabilities,
+//!   plus a bonus when both ends say so;
+//!
+//! then multiplies in the priors (factors from similar past incidents: above 1 raises a
+//! candidate, below 1 lowers it) and returns the best `k`, each with the evidence that put it
+//! there. Cost is O(nodes + links).
+//!
+//! ```
+//! use x0tta_analysis::rootcause::{Candidate, NodeEvidence, RootCause};
+//! use x0tta_core::AnomalyKind;
+//! // A line 0 — 1 — 2 where node 1 looks overloaded and alarmed first.
+//! let neighbours = vec![vec![1], vec![0, 2], vec![1]];
+//! let quiet = NodeEvidence::default();
+//! let hot = NodeEvidence {
+//!     kinds: vec![(AnomalyKind::CpuOverload, 0.9)],
+//!     onset: Some(0.5),
+//! };
+//! let ranked = RootCause::new().rank(&neighbours, &[quiet.clone(), hot, quiet], 3)?;
+//! assert_eq!(ranked[0].candidate, Candidate::Node(1));
+//! assert_eq!(ranked[0].kind, AnomalyKind::CpuOverload);
+//! # Ok::<(), x0tta_analysis::rootcause::RootCauseError>(())
+//! ```
+
+use std::collections::HashMap;
+
+use x0tta_core::AnomalyKind;
+
+/// Weight of the onset-order bonus.
+const ONSET_WEIGHT: f64 = 0.15;
+/// Weight of the witnesses' share for kinds only neighbours can see.
+const WITNESS_WEIGHT: f64 = 0.25;
+/// Bonus of a link both of whose ends call it degraded.
+const AGREE_BONUS: f64 = 0.1;
+
+/// A possible culprit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Candidate {
+    /// A node, by index.
+    Node(usize),
+    /// A link, `(low, high)` node indices.
+    Link(usize, usize),
+}
+
+impl Candidate {
+    /// The link between `a` and `b`, in canonical order.
+    pub fn link(a: usize, b: usize) -> Self {
+        Self::Link(a.min(b), a.max(b))
+    }
+}
+
+/// What is known of one node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeEvidence {
+    /// Probability of each anomaly kind (kinds not listed: 0). Together at most 1; the rest
+    /// is "normal".
+    pub kinds: Vec<(AnomalyKind, f32)>,
+    /// When it first alarmed, in seconds from any common reference; `None`: it did not.
+    pub onset: Option<f64>,
+}
+
+impl NodeEvidence {
+    fn p(&self, kind: AnomalyKind) -> f64 {
+        self.kinds
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, p)| f64::from(*p))
+            .sum()
+    }
+
+    /// The most likely node-level kind (not a link) and the total node-level probability.
+    fn node_level(&self) -> Option<(AnomalyKind, f64)> {
+        let total: f64 = self
+            .kinds
+            .iter()
+            .filter(|(k, _)| *k != AnomalyKind::LinkDegraded)
+            .map(|(_, p)| f64::from(*p))
+            .sum();
+        self.kinds
+            .iter()
+            .filter(|(k, _)| *k != AnomalyKind::LinkDegraded)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(k, _)| (*k, total))
+    }
+}
+
+/// One ranked candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// The culprit it names.
+    pub candidate: Candidate,
+    /// What is wrong with it.
+    pub kind: AnomalyKind,
+    /// Its score (higher is likelier); comparable within one ranking only.
+    pub score: f64,
+    /// Why, in words, for the incident record.
+    pub evidence: Vec<String>,
+}
+
+/// The ranking was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootCauseError {
+    /// `neighbours` and `evidence` describe different numbers of nodes.
+    #[error("{neighbours} neighbour lists for {evidence} nodes' evidence")]
+    Mismatch {
+        /// Neighbour lists given.
+        neighbours: usize,
+        /// Evidence entries given.
+        evidence: usize,
+    },
+    /// A neighbour index beyond the nodes.
+    #[error("node {node} names neighbour {neighbour}, beyond the {nodes} nodes")]
+    BadNeighbour {
+        /// The node.
+        node: usize,
+        /// The bad index.
+        neighbour: usize,
+        /// Nodes.
+        nodes: usize,
+    },
+    /// A probability or onset that is not a finite number (probabilities must be in 0..=1).
+    #[error("node {0} has a probability outside 0..=1 or a non-finite onset")]
+    BadEvidence(usize),
+}
+
+/// The ranker; priors from similar past incidents adjust it.
+#[derive(Debug, Clone, Default)]
+pub struct RootCause {
+    priors: HashMap<Candidate, f64>,
+}
+
+impl RootCause {
+    /// A ranker without priors.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Multiplies `candidate`'s score by `factor` (clamped to 0..=10): above 1 when similar
+    /// past incidents blamed it, below 1 when they cleared it.
+    pub fn prior(mut self, candidate: Candidate, factor: f64) -> Self {
+        let f = if factor.is_finite() {
+            factor.clamp(0.0, 10.0)
+        } else {
+            1.0
+        };
+        self.priors.insert(candidate, f);
+        self
+    }
+
+    /// The best `k` candidates, best first. Candidates that score 0 are left out.
+    pub fn rank(
+        &self,
+        neighbours: &[Vec<usize>],
+        evidence: &[NodeEvidence],
+        k: usize,
+    ) -> Result<Vec<Ranked>, RootCauseError> {
+        let n = evidence.len();
+        if neighbours.len() != n {
+            return Err(RootCauseError::Mismatch {
+                neighbours: neighbours.len(),
+                evidence: n,
+            });
+        }
+        for (v, e) in evidence.iter().enumerate() {
+            let ok_p = e.kinds.iter().all(|(_, p)| (0.0..=1.0).contains(p));
+            if !ok_p || e.onset.is_some_and(|t| !t.is_finite()) {
+                return Err(RootCauseError::BadEvidence(v));
+            }
+            if let Some(&u) = neighbours[v].iter().find(|&&u| u >= n) {
+                return Err(RootCauseError::BadNeighbour {
+                    node: v,
+                    neighbour: u,
+                    nodes: n,
+                });
+            }
+        }
+        // Onset order among the alarmed nodes: 1 for the first, falling to 0 for the last.
+        let mut onsets: Vec<(f64, usize)> = evidence
+            .iter()
+            .enumerate()
+            .filter_map(|(v, e)| e.onset.map(|t| (t, v)))
+            .collect();
+        onsets.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut order = vec![0.0; n];
+        let m = onsets.len();
+        for (rank, &(_, v)) in onsets.iter().enumerate() {
+            order[v] = if m > 1 {
+                1.0 - rank as f64 / (m - 1) as f64
+            } else {
+                1.0
+            };
+        }
+
+        let mut out = Vec::new();
+        for (v, e) in evidence.iter().enumerate() {
+            let Some((kind, p)) = e.node_level() else {
+                continue;
+            };
+            let mut score = p;
+            let mut why = vec![format!("{} with probability {p:.2}", kind.as_str())];
+            if e.onset.is_some() {
+                score += ONSET_WEIGHT * order[v] * p;
+                let rank = onsets.iter().position(|o| o.1 == v).unwrap_or(0) + 1;
+                why.push(format!("alarm {rank} of {m} by onset"));
+            }
+            if matches!(kind, AnomalyKind::NodeFailure | AnomalyKind::ByzantinePeer)
+                && !neighbours[v].is_empty()
+            {
+                let witnesses = neighbours[v]
+                    .iter()
+                    .filter(|&&u| evidence[u].onset.is_some())
+                    .count();
+                let share = witnesses as f64 / neighbours[v].len() as f64;
+                score += WITNESS_WEIGHT * share * p;
+                why.push(format!(
+                    "{witnesses} of {} neighbours alarmed",
+                    neighbours[v].len()
+                ));
+            }
+            out.push(self.adjust(Candidate::Node(v), kind, score, why));
+        }
+        for (a, list) in neighbours.iter().enumerate() {
+            for &b in list.iter().filter(|&&b| b > a) {
+                let (pa, pb) = (
+                    evidence[a].p(AnomalyKind::LinkDegraded),
+                    evidence[b].p(AnomalyKind::LinkDegraded),
+                );
+                if pa + pb <= 0.0 {
+                    continue;
+                }
+                let mut score = (pa + pb) / 2.0;
+                let mut why = vec![format!(
+                    "LINK_DEGRADED: {pa:.2} at node {a}, {pb:.2} at node {b}"
+                )];
+                if pa > 0.5 && pb > 0.5 {
+                    score += AGREE_BONUS;
+                    why.push("both ends agree".into());
+                }
+                out.push(self.adjust(
+                    Candidate::link(a, b),
+                    AnomalyKind::LinkDegraded,
+                    score,
+                    why,
+                ));
+            }
+        }
+        out.retain(|r| r.score > 0.0);
+        out.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.candidate.cmp(&y.candidate)));
+        out.truncate(k);
+        Ok(out)
+    }
+
+    fn adjust(
+        &self,
+        candidate: Candidate,
+        kind: AnomalyKind,
+        score: f64,
+        mut evidence: Vec<String>,
+    ) -> Ranked {
+        let factor = self.priors.get(&candidate).copied().unwrap_or(1.0);
+        if (factor - 1.0).abs() > f64::EPSILON {
+            evidence.push(format!("past incidents: ×{factor:.2}"));
+        }
+        Ranked {
+            candidate,
+            kind,
+            score: score * factor,
+            evidence,
+        }
+    }
+}
+
+/// The "earliest alarm" baseline: the node that alarmed first (ties: the larger magnitude,
+/// then the lower index). `onsets[v]` is `(time, magnitude)`.
+///
+/// ```
+/// use x0tta_analysis::rootcause::earliest_alarm;
+/// assert_eq!(earliest_alarm(&[None, Some((2.0, 1.0)), Some((1.0, 0.1))]), Some(2));
+/// ```
+pub fn earliest_alarm(onsets: &[Option<(f64, f64)>]) -> Option<usize> {
+    onsets
+        .iter()
+        .enumerate()
+        .filter_map(|(v, o)| o.map(|(t, m)| (v, t, m)))
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)).then(a.0.cmp(&b.0)))
+        .map(|(v, _, _)| v)
+}
