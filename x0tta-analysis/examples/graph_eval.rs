@@ -54,9 +54,7 @@ fn parse() -> Result<Args, String> {
             "--train-seeds" => args.train = seeds(&value()?)?,
             "--test-seeds" => args.test = seeds(&value()?)?,
             "--epochs" => {
-                args.epochs = value()?
-                    .parse()
-                    .map_err(|e| format!("--epochs: {e}"))?;
+                args.epochs = value()?.parse().map_err(|e| format!("--epochs: {e}"))?;
             }
             "--patterns" => args.patterns = Some(value()?.into()),
             other => return Err(format!("unknown argument {other}")),
@@ -199,7 +197,10 @@ fn eval(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         let ranked = ranker.rank(&neighbours, &ev, 3)?;
         rank_us += t.elapsed().as_secs_f64() * 1e6;
-        if ranked.first().is_some_and(|r| names(&s.culprit, &r.candidate)) {
+        if ranked
+            .first()
+            .is_some_and(|r| names(&s.culprit, &r.candidate))
+        {
             top1 += 1;
             row.1 += 1;
         }

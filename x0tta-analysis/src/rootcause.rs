@@ -192,8 +192,10 @@ impl RootCause {
             .collect();
         onsets.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut order = vec![0.0; n];
+        let mut position = vec![0usize; n];
         let m = onsets.len();
         for (rank, &(_, v)) in onsets.iter().enumerate() {
+            position[v] = rank + 1;
             order[v] = if m > 1 {
                 1.0 - rank as f64 / (m - 1) as f64
             } else {
@@ -201,82 +203,135 @@ impl RootCause {
             };
         }
 
-        let mut out = Vec::new();
-        for (v, e) in evidence.iter().enumerate() {
-            let Some((kind, p)) = e.node_level() else {
-                continue;
-            };
-            let mut score = p;
-            let mut why = vec![format!("{} with probability {p:.2}", kind.as_str())];
-            if e.onset.is_some() {
-                score += ONSET_WEIGHT * order[v] * p;
-                let rank = onsets.iter().position(|o| o.1 == v).unwrap_or(0) + 1;
-                why.push(format!("alarm {rank} of {m} by onset"));
+        let ctx = Context {
+            neighbours,
+            evidence,
+            order: &order,
+            position: &position,
+            alarmed: m,
+        };
+        // Score everything without words, then explain only the best `k`.
+        let mut out: Vec<(Candidate, AnomalyKind, f64)> = Vec::new();
+        for v in 0..n {
+            if let Some((kind, score)) = ctx.node(v, None) {
+                out.push((Candidate::Node(v), kind, score));
             }
-            if matches!(kind, AnomalyKind::NodeFailure | AnomalyKind::ByzantinePeer)
-                && !neighbours[v].is_empty()
-            {
-                let witnesses = neighbours[v]
-                    .iter()
-                    .filter(|&&u| evidence[u].onset.is_some())
-                    .count();
-                let share = witnesses as f64 / neighbours[v].len() as f64;
-                score += WITNESS_WEIGHT * share * p;
-                why.push(format!(
-                    "{witnesses} of {} neighbours alarmed",
-                    neighbours[v].len()
-                ));
-            }
-            out.push(self.adjust(Candidate::Node(v), kind, score, why));
         }
         for (a, list) in neighbours.iter().enumerate() {
             for &b in list.iter().filter(|&&b| b > a) {
-                let (pa, pb) = (
-                    evidence[a].p(AnomalyKind::LinkDegraded),
-                    evidence[b].p(AnomalyKind::LinkDegraded),
-                );
-                if pa + pb <= 0.0 {
-                    continue;
+                if let Some(score) = ctx.link(a, b, None) {
+                    out.push((Candidate::link(a, b), AnomalyKind::LinkDegraded, score));
                 }
-                let mut score = (pa + pb) / 2.0;
-                let mut why = vec![format!(
-                    "LINK_DEGRADED: {pa:.2} at node {a}, {pb:.2} at node {b}"
-                )];
-                if pa > 0.5 && pb > 0.5 {
-                    score += AGREE_BONUS;
-                    why.push("both ends agree".into());
+            }
+        }
+        for (c, _, score) in &mut out {
+            *score *= self.factor(c);
+        }
+        out.retain(|r| r.2 > 0.0);
+        let best = |x: &(Candidate, AnomalyKind, f64), y: &(Candidate, AnomalyKind, f64)| {
+            y.2.total_cmp(&x.2).then(x.0.cmp(&y.0))
+        };
+        if out.len() > k && k > 0 {
+            out.select_nth_unstable_by(k - 1, best);
+        }
+        out.truncate(k);
+        out.sort_by(best);
+        Ok(out
+            .into_iter()
+            .map(|(candidate, kind, score)| {
+                let mut evidence = Vec::new();
+                match candidate {
+                    Candidate::Node(v) => {
+                        ctx.node(v, Some(&mut evidence));
+                    }
+                    Candidate::Link(a, b) => {
+                        ctx.link(a, b, Some(&mut evidence));
+                    }
                 }
-                out.push(self.adjust(
-                    Candidate::link(a, b),
-                    AnomalyKind::LinkDegraded,
+                let factor = self.factor(&candidate);
+                if (factor - 1.0).abs() > f64::EPSILON {
+                    evidence.push(format!("past incidents: ×{factor:.2}"));
+                }
+                Ranked {
+                    candidate,
+                    kind,
                     score,
-                    why,
+                    evidence,
+                }
+            })
+            .collect())
+    }
+
+    fn factor(&self, c: &Candidate) -> f64 {
+        self.priors.get(c).copied().unwrap_or(1.0)
+    }
+}
+
+/// What every score is computed from.
+struct Context<'a> {
+    neighbours: &'a [Vec<usize>],
+    evidence: &'a [NodeEvidence],
+    /// Onset-order bonus of each node, 0..=1.
+    order: &'a [f64],
+    /// 1-based onset rank of each alarmed node.
+    position: &'a [usize],
+    alarmed: usize,
+}
+
+impl Context<'_> {
+    /// Node `v`'s node-level kind and score; with `why`, the evidence in words.
+    fn node(&self, v: usize, mut why: Option<&mut Vec<String>>) -> Option<(AnomalyKind, f64)> {
+        let e = &self.evidence[v];
+        let (kind, p) = e.node_level()?;
+        let mut score = p;
+        if let Some(w) = why.as_deref_mut() {
+            w.push(format!("{} with probability {p:.2}", kind.as_str()));
+        }
+        if e.onset.is_some() {
+            score += ONSET_WEIGHT * self.order[v] * p;
+            if let Some(w) = why.as_deref_mut() {
+                w.push(format!(
+                    "alarm {} of {} by onset",
+                    self.position[v], self.alarmed
                 ));
             }
         }
-        out.retain(|r| r.score > 0.0);
-        out.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.candidate.cmp(&y.candidate)));
-        out.truncate(k);
-        Ok(out)
+        let around = &self.neighbours[v];
+        if matches!(kind, AnomalyKind::NodeFailure | AnomalyKind::ByzantinePeer)
+            && !around.is_empty()
+        {
+            let witnesses = around
+                .iter()
+                .filter(|&&u| self.evidence[u].onset.is_some())
+                .count();
+            score += WITNESS_WEIGHT * p * witnesses as f64 / around.len() as f64;
+            if let Some(w) = why {
+                w.push(format!(
+                    "{witnesses} of {} neighbours alarmed",
+                    around.len()
+                ));
+            }
+        }
+        Some((kind, score))
     }
 
-    fn adjust(
-        &self,
-        candidate: Candidate,
-        kind: AnomalyKind,
-        score: f64,
-        mut evidence: Vec<String>,
-    ) -> Ranked {
-        let factor = self.priors.get(&candidate).copied().unwrap_or(1.0);
-        if (factor - 1.0).abs() > f64::EPSILON {
-            evidence.push(format!("past incidents: ×{factor:.2}"));
+    /// Link `a`–`b`'s score (`None`: neither end blames it); with `why`, the evidence.
+    fn link(&self, a: usize, b: usize, why: Option<&mut Vec<String>>) -> Option<f64> {
+        let pa = self.evidence[a].p(AnomalyKind::LinkDegraded);
+        let pb = self.evidence[b].p(AnomalyKind::LinkDegraded);
+        if pa + pb <= 0.0 {
+            return None;
         }
-        Ranked {
-            candidate,
-            kind,
-            score: score * factor,
-            evidence,
+        let agree = pa > 0.5 && pb > 0.5;
+        if let Some(w) = why {
+            w.push(format!(
+                "LINK_DEGRADED: {pa:.2} at node {a}, {pb:.2} at node {b}"
+            ));
+            if agree {
+                w.push("both ends agree".into());
+            }
         }
+        Some((pa + pb) / 2.0 + if agree { AGREE_BONUS } else { 0.0 })
     }
 }
 
@@ -292,6 +347,10 @@ pub fn earliest_alarm(onsets: &[Option<(f64, f64)>]) -> Option<usize> {
         .iter()
         .enumerate()
         .filter_map(|(v, o)| o.map(|(t, m)| (v, t, m)))
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(b.2.total_cmp(&a.2)).then(a.0.cmp(&b.0)))
+        .min_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then(b.2.total_cmp(&a.2))
+                .then(a.0.cmp(&b.0))
+        })
         .map(|(v, _, _)| v)
 }

@@ -469,7 +469,11 @@ fn region(neighbours: &[Vec<usize>], start: usize, size: usize) -> Vec<usize> {
     seen.into_iter().collect()
 }
 
-async fn simulate(seed: u64, fault: Fault, cfg: &ScenarioConfig) -> Result<Scenario, ScenarioError> {
+async fn simulate(
+    seed: u64,
+    fault: Fault,
+    cfg: &ScenarioConfig,
+) -> Result<Scenario, ScenarioError> {
     let mut rng = SmallRng::seed_from_u64(mix(seed, 0x5ce0));
     let net = SimNetwork::new(
         seed,
@@ -507,7 +511,14 @@ async fn simulate(seed: u64, fault: Fault, cfg: &ScenarioConfig) -> Result<Scena
     for _ in 0..3 {
         let (a, b) = edges[rng.random_range(0..edges.len())];
         let latency = Duration::from_millis(rng.random_range(12..22));
-        net.set_link(&ids[a], &ids[b], LinkSpec { latency, loss: 0.02 })?;
+        net.set_link(
+            &ids[a],
+            &ids[b],
+            LinkSpec {
+                latency,
+                loss: 0.02,
+            },
+        )?;
     }
     let mut hosts: Vec<Host> = (0..ids.len()).map(|_| Host::new(&mut rng)).collect();
 
@@ -591,7 +602,9 @@ async fn simulate(seed: u64, fault: Fault, cfg: &ScenarioConfig) -> Result<Scena
         for (v, host) in hosts.iter_mut().enumerate() {
             host.step(&mut rng, per_second);
             if silent[v] {
-                let last = reports.last().map_or([0.0; FEATURES], |r: &Vec<Report>| r[v]);
+                let last = reports
+                    .last()
+                    .map_or([0.0; FEATURES], |r: &Vec<Report>| r[v]);
                 tick.push(last);
             } else {
                 tick.push(report(host, &nodes[v].neighbours().await));
