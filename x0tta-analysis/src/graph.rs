@@ -34,6 +34,8 @@ pub const PATTERNS_FORMAT: &str = "x0tta/patterns/1";
 pub const MODEL: &str = "graphsage-mean-2";
 /// Largest `patterns.bin` accepted.
 pub const MAX_PATTERNS_BYTES: usize = 16 << 20;
+/// The weights of a model, in [`GraphSage::parameters`] order.
+const WEIGHT_NAMES: [&str; 4] = ["l1.weight", "l1.bias", "l2.weight", "l2.bias"];
 
 /// What can go wrong building, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +252,30 @@ pub struct Labelled {
     pub labels: Vec<u32>,
 }
 
+impl Labelled {
+    /// The disjoint union of `parts` as one graph (node indices shifted), for training on
+    /// many graphs in one step.
+    pub fn union(parts: &[Labelled]) -> Result<Self, GraphError> {
+        let mut features = Vec::new();
+        let mut edges = Vec::new();
+        let mut labels = Vec::new();
+        for p in parts {
+            let base = features.len();
+            for v in 0..p.graph.len() {
+                for &u in p.graph.neighbours(v).iter().filter(|&&u| u > v) {
+                    edges.push((base + v, base + u));
+                }
+            }
+            features.extend(p.graph.features.iter().cloned());
+            labels.extend_from_slice(&p.labels);
+        }
+        Ok(Self {
+            graph: Graph::new(features, &edges)?,
+            labels,
+        })
+    }
+}
+
 impl GraphSage {
     /// A model with weights initialised from `seed` (CPU).
     pub fn new(cfg: SageConfig, seed: u64) -> Result<Self, GraphError> {
@@ -313,6 +339,62 @@ impl GraphSage {
             self.varmap.set_one(name, t)?;
         }
         Ok(())
+    }
+
+    /// Number of weights: what [`parameters`](Self::parameters) returns.
+    pub fn parameter_count(&self) -> usize {
+        let c = self.cfg;
+        c.hidden * 2 * c.features + c.hidden + c.classes * 2 * c.hidden + c.classes
+    }
+
+    /// Every weight, flattened in a fixed order (`l1.weight`, `l1.bias`, `l2.weight`,
+    /// `l2.bias`, each row-major): the vector federated learning exchanges.
+    pub fn parameters(&self) -> Result<Vec<f32>, GraphError> {
+        let vars = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| GraphError::Invalid("the weight table is poisoned".into()))?;
+        let mut out = Vec::with_capacity(self.parameter_count());
+        for name in WEIGHT_NAMES {
+            let v = vars
+                .get(name)
+                .ok_or_else(|| GraphError::Invalid(format!("{name} missing")))?;
+            out.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Sets every weight from a vector laid out as [`parameters`](Self::parameters) returns.
+    pub fn set_parameters(&mut self, flat: &[f32]) -> Result<(), GraphError> {
+        if flat.len() != self.parameter_count() {
+            return Err(GraphError::Invalid(format!(
+                "{} parameters for a model of {}",
+                flat.len(),
+                self.parameter_count()
+            )));
+        }
+        let c = self.cfg;
+        let sizes = [
+            c.hidden * 2 * c.features,
+            c.hidden,
+            c.classes * 2 * c.hidden,
+            c.classes,
+        ];
+        let mut at = 0;
+        let mut weights = HashMap::new();
+        for (name, n) in WEIGHT_NAMES.into_iter().zip(sizes) {
+            weights.insert(name, flat[at..at + n].to_vec());
+            at += n;
+        }
+        self.set_weights(&weights)
+    }
+
+    /// An independent copy (its own weights).
+    pub fn try_clone(&self) -> Result<Self, GraphError> {
+        let mut copy = Self::new(self.cfg, self.seed)?;
+        copy.set_parameters(&self.parameters()?)?;
+        Ok(copy)
     }
 
     /// Class logits of every node (nodes × classes), neighbours sampled with `seed`.
@@ -466,7 +548,7 @@ impl GraphSage {
         let mut model = Self::new(p.config, 0)?;
         let tensors = candle_core::safetensors::load_buffer(&p.weights, &model.device)
             .map_err(|e| GraphError::Malformed(format!("weights: {e}")))?;
-        for name in ["l1.weight", "l1.bias", "l2.weight", "l2.bias"] {
+        for name in WEIGHT_NAMES {
             let t = tensors
                 .get(name)
                 .ok_or_else(|| GraphError::Mismatch(format!("weights lack {name}")))?;

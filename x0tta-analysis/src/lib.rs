@@ -46,6 +46,8 @@
 
 pub mod detectors;
 #[cfg(feature = "graph")]
+pub mod federated;
+#[cfg(feature = "graph")]
 pub mod graph;
 pub mod nab;
 mod per_metric;
