@@ -11,6 +11,7 @@ mod gov;
 mod incidents;
 mod init;
 mod keys;
+mod model;
 mod progress;
 mod run;
 mod systemd;
@@ -190,6 +191,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The GraphSAGE patterns (`<storage>/patterns.bin`): train on the simulated mesh's
+    /// labelled fault scenarios, show, export.
+    Model {
+        /// Configuration file (the storage directory and the signing key).
+        #[arg(long, default_value = "node.yaml", global = true)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Print a shell completion script (e.g. `x0tta6bl4 completions bash > /etc/bash_completion.d/x0tta6bl4`).
     Completions {
         /// The shell.
@@ -208,6 +221,34 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Train on the scenarios of some seeds, score on others, write the next version.
+    Train {
+        /// Scenario seeds to train on (8 scenarios each, one per fault), `A..B`.
+        #[arg(long, default_value = "0..40", value_parser = seeds)]
+        train_seeds: std::ops::Range<u64>,
+        /// Seeds to score on, never trained on, `C..D`.
+        #[arg(long, default_value = "1000..1010", value_parser = seeds)]
+        test_seeds: std::ops::Range<u64>,
+        /// Passes over the training scenarios.
+        #[arg(long, default_value_t = 60)]
+        epochs: usize,
+    },
+    /// What patterns.bin holds (after verifying its signature).
+    Show,
+    /// Write the verified weights as plain safetensors.
+    Export {
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn seeds(s: &str) -> Result<std::ops::Range<u64>, String> {
+    x0tta_analysis::scenario::parse_seeds(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -425,6 +466,23 @@ fn real_main() -> anyhow::Result<()> {
             } => match command {
                 ProposalsCommand::List => gov::list(&config, json).await,
                 ProposalsCommand::Show { id } => gov::show(&config, &id, json).await,
+            },
+            Command::Model {
+                config,
+                json,
+                command,
+            } => match command {
+                ModelCommand::Train {
+                    train_seeds,
+                    test_seeds,
+                    epochs,
+                } => tokio::task::spawn_blocking(move || {
+                    model::train(&config, train_seeds, test_seeds, epochs, json)
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("training stopped: {e}"))?,
+                ModelCommand::Show => model::show(&config, json),
+                ModelCommand::Export { out } => model::export(&config, &out, json),
             },
             Command::ExportCar { config, out, json } => {
                 incidents::export_car(&config, &out, json).await

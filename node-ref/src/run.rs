@@ -36,6 +36,9 @@ pub(crate) struct StatusFile {
     /// Incidents the knowledge store holds: this node's own and those replicated from peers.
     #[serde(default)]
     pub(crate) known_incidents: u64,
+    /// The GraphSAGE patterns loaded at start, if any.
+    #[serde(default)]
+    pub(crate) model: Option<crate::model::ModelInfo>,
 }
 
 impl StatusFile {
@@ -77,6 +80,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let identity = crate::assemble::load_identity(&cfg)?;
+    let model = crate::model::load_at_start(&cfg, &identity);
     let telemetry = Telemetry::new(&identity.peer_id().to_string());
     let a = assemble(&cfg, Some(config), Some(telemetry.handshake_observer())).await?;
     let token = crate::api::ensure_token(&crate::api::token_path(&cfg))?;
@@ -160,6 +164,7 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                             last_recovery_ms: stats.last_recovery_ms,
                         },
                         known_incidents: a.knowledge.known_incidents().unwrap_or_default(),
+                        model: model.clone(),
                     };
                     let tmp = path.with_extension("json.tmp");
                     if let Err(e) = std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).and_then(|()| std::fs::rename(&tmp, &path)) {

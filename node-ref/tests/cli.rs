@@ -978,3 +978,137 @@ fn init_and_keys_print_json_for_scripts() {
     assert_eq!(v["spiffe_id"], "spiffe://x0tta.local/n1");
     assert_eq!(v["new"], true);
 }
+
+#[test]
+fn model_train_show_export_and_the_node_loads_only_a_verified_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.yaml");
+    let cfg_s = cfg.to_str().unwrap();
+    assert!(
+        x0tta(&["init", "--config", cfg_s, "--name", "m1"])
+            .status
+            .success()
+    );
+    let none = x0tta(&["model", "show", "--config", cfg_s]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none).contains("model train"), "{}", text(&none));
+
+    // Seeds that overlap are refused; so is an empty range.
+    let overlap = x0tta(&[
+        "model",
+        "train",
+        "--config",
+        cfg_s,
+        "--train-seeds",
+        "0..6",
+        "--test-seeds",
+        "5..7",
+    ]);
+    assert_eq!(overlap.status.code(), Some(1), "{}", text(&overlap));
+    let empty = x0tta(&["model", "train", "--config", cfg_s, "--train-seeds", "4..4"]);
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+
+    let train = |v: u64| {
+        let out = x0tta(&[
+            "model",
+            "train",
+            "--config",
+            cfg_s,
+            "--train-seeds",
+            "0..6",
+            "--test-seeds",
+            "500..502",
+            "--epochs",
+            "20",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["model"]["version"], v);
+        assert_eq!(j["scenarios"]["train"], 48);
+        assert!(j["f1_macro"].as_f64().unwrap() > 0.5, "{j}");
+        j
+    };
+    train(1);
+    let second = train(2);
+    let show = x0tta(&["model", "show", "--config", cfg_s, "--json"]);
+    assert!(show.status.success(), "{}", text(&show));
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["model"]["cid"], second["model"]["cid"]);
+    assert_eq!(shown["model"]["classes"][1], "node_crash");
+
+    // Export: plain safetensors with the four weight tensors.
+    let out = dir.path().join("w.safetensors");
+    let ex = x0tta(&[
+        "model",
+        "export",
+        "--config",
+        cfg_s,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ex.status.success(), "{}", text(&ex));
+    let bytes = std::fs::read(&out).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for t in ["l1.weight", "l1.bias", "l2.weight", "l2.bias"] {
+        assert_eq!(header[t]["dtype"], "F32", "{header}");
+    }
+
+    // The node loads it at start and says so in its status.
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = dir.path().join("data/status.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no status file written");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(status["model"]["version"], 2, "{status}");
+    assert_eq!(status["model"]["cid"], second["model"]["cid"]);
+
+    // One flipped byte: refused by `show`, and not loaded by the node.
+    let path = dir.path().join("data/patterns.bin");
+    let mut p = std::fs::read(&path).unwrap();
+    let at = p.len() / 2;
+    p[at] ^= 0x40;
+    std::fs::write(&path, &p).unwrap();
+    let bad = x0tta(&["model", "show", "--config", cfg_s]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("refused"), "{}", text(&bad));
+    std::fs::remove_file(&status_file).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", cfg_s])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = std::fs::read(&status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no status file written");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(status["model"].is_null(), "{status}");
+}

@@ -17,30 +17,17 @@ use std::time::{Duration, Instant};
 
 use x0tta_analysis::federated::sim::{Attack, SimRun};
 use x0tta_analysis::federated::{FlConfig, Rule, sim};
-use x0tta_analysis::graph::{Graph, GraphSage, Labelled, SageConfig};
-use x0tta_analysis::scenario::{self, CLASSES, FEATURES, Scenario, ScenarioConfig, f1_scores};
+use x0tta_analysis::graph::{GraphError, GraphSage, Labelled};
+use x0tta_analysis::scenario::{self, Scenario, ScenarioConfig};
 use x0tta_core::{NodeId, Signer};
 use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
 
-fn labelled(s: &[Scenario]) -> Result<Vec<Labelled>, Box<dyn std::error::Error>> {
-    s.iter()
-        .map(|s| {
-            Ok(Labelled {
-                graph: Graph::new(s.last().iter().map(|r| r.to_vec()).collect(), &s.edges)?,
-                labels: s.labels.clone(),
-            })
-        })
-        .collect()
+fn labelled(s: &[Scenario]) -> Result<Vec<Labelled>, GraphError> {
+    s.iter().map(Scenario::labelled).collect()
 }
 
-fn f1(model: &GraphSage, test: &[Labelled]) -> Result<f64, Box<dyn std::error::Error>> {
-    let mut truth = Vec::new();
-    let mut predicted = Vec::new();
-    for (i, d) in test.iter().enumerate() {
-        truth.extend_from_slice(&d.labels);
-        predicted.extend(model.predict(&d.graph, i as u64)?);
-    }
-    Ok(f1_scores(&truth, &predicted, CLASSES).0)
+fn f1(model: &GraphSage, test: &[Labelled]) -> Result<f64, GraphError> {
+    Ok(scenario::evaluate(model, test)?.0)
 }
 
 struct Args {
@@ -130,13 +117,7 @@ fn eval(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             epochs: args.epochs,
             lr: args.lr,
         },
-        sage: SageConfig {
-            features: FEATURES,
-            hidden: 32,
-            classes: CLASSES,
-            samples: [10, 5],
-            use_graph: true,
-        },
+        sage: scenario::sage_config(true),
         seed: 1,
         wait: Duration::from_secs(2),
     };

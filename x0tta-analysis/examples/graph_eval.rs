@@ -15,11 +15,9 @@ use std::ops::Range;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use x0tta_analysis::graph::{Graph, GraphSage, Labelled, SageConfig};
+use x0tta_analysis::graph::{GraphSage, Labelled};
 use x0tta_analysis::rootcause::{Candidate, NodeEvidence, RootCause, earliest_alarm};
-use x0tta_analysis::scenario::{
-    self, CLASSES, Culprit, FEATURES, Fault, Scenario, ScenarioConfig, f1_scores,
-};
+use x0tta_analysis::scenario::{self, CLASSES, Culprit, Fault, Scenario, ScenarioConfig};
 
 struct Args {
     train: Range<u64>,
@@ -29,15 +27,7 @@ struct Args {
 }
 
 fn seeds(s: &str) -> Result<Range<u64>, String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("seeds {s:?}: expected A..B"))?;
-    let a: u64 = a.parse().map_err(|e| format!("seeds {s:?}: {e}"))?;
-    let b: u64 = b.parse().map_err(|e| format!("seeds {s:?}: {e}"))?;
-    if a >= b {
-        return Err(format!("seeds {s:?}: empty range"));
-    }
-    Ok(a..b)
+    scenario::parse_seeds(s).map_err(|e| e.to_string())
 }
 
 fn parse() -> Result<Args, String> {
@@ -64,13 +54,6 @@ fn parse() -> Result<Args, String> {
         return Err("training and test seeds overlap".into());
     }
     Ok(args)
-}
-
-fn labelled(s: &Scenario) -> Result<Labelled, Box<dyn std::error::Error>> {
-    Ok(Labelled {
-        graph: Graph::new(s.last().iter().map(|r| r.to_vec()).collect(), &s.edges)?,
-        labels: s.labels.clone(),
-    })
 }
 
 fn evidence(probabilities: &[Vec<f32>], s: &Scenario) -> Vec<NodeEvidence> {
@@ -135,33 +118,38 @@ fn eval(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         cfg.nodes,
         t0.elapsed().as_secs_f64()
     );
-    let train_data: Vec<Labelled> = train.iter().map(labelled).collect::<Result<_, _>>()?;
-    let test_data: Vec<Labelled> = test.iter().map(labelled).collect::<Result<_, _>>()?;
+    let train_data: Vec<Labelled> = train
+        .iter()
+        .map(Scenario::labelled)
+        .collect::<Result<_, _>>()?;
+    let test_data: Vec<Labelled> = test
+        .iter()
+        .map(Scenario::labelled)
+        .collect::<Result<_, _>>()?;
 
     let mut results = Vec::new();
     for use_graph in [true, false] {
-        let cfg = SageConfig {
-            features: FEATURES,
-            hidden: 32,
-            classes: CLASSES,
-            samples: [10, 5],
-            use_graph,
-        };
-        let mut model = GraphSage::new(cfg, 1)?;
+        let mut model = GraphSage::new(scenario::sage_config(use_graph), 1)?;
         let t = Instant::now();
         let losses = model.train(&train_data, args.epochs, 0.01)?;
         let train_s = t.elapsed().as_secs_f64();
-        let mut truth = Vec::new();
-        let mut predicted = Vec::new();
         let mut probabilities = Vec::new();
+        let (mut correct, mut total) = (0usize, 0usize);
         for (i, d) in test_data.iter().enumerate() {
-            truth.extend_from_slice(&d.labels);
-            predicted.extend(model.predict(&d.graph, i as u64)?);
-            probabilities.push(model.probabilities(&d.graph, i as u64)?);
+            let p = model.probabilities(&d.graph, i as u64)?;
+            for (row, label) in p.iter().zip(&d.labels) {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(c, _)| c);
+                correct += usize::from(best as u32 == *label);
+                total += 1;
+            }
+            probabilities.push(p);
         }
-        let (f1, per_class) = f1_scores(&truth, &predicted, CLASSES);
-        let correct = truth.iter().zip(&predicted).filter(|(a, b)| a == b).count();
-        let accuracy = correct as f64 / truth.len().max(1) as f64;
+        let (f1, per_class) = scenario::evaluate(&model, &test_data)?;
+        let accuracy = correct as f64 / total.max(1) as f64;
         println!(
             "{}: trained {} epochs in {:.1} s (loss {:.4} -> {:.4}); macro-F1 {f1:.4}, accuracy {accuracy:.4}",
             if use_graph { "graphsage" } else { "no-graph" },

@@ -487,7 +487,7 @@ pub mod sim {
     use x0tta_core::{Signer, Transport, Verifier};
     use x0tta_mesh::sim::{SimConfig, SimNetwork};
 
-    use super::{FL_TOPIC, FlConfig, FlError, Federation};
+    use super::{FL_TOPIC, Federation, FlConfig, FlError};
     use crate::graph::{GraphSage, Labelled, SageConfig};
 
     /// What a poisoned node sends instead of its honest update (Byzantine insiders: their
@@ -624,7 +624,9 @@ pub mod sim {
         let w = feds[first].model().parameters()?;
         for &i in &honest[1..] {
             if feds[i].model().parameters()? != w {
-                return Err(FlError::Mismatch("honest nodes ended with different models".into()));
+                return Err(FlError::Mismatch(
+                    "honest nodes ended with different models".into(),
+                ));
             }
         }
         Ok(SimOutcome {

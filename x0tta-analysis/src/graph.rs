@@ -474,8 +474,9 @@ impl GraphSage {
         Ok(losses)
     }
 
-    /// The weights as safetensors bytes.
-    fn safetensors(&self) -> Result<Vec<u8>, GraphError> {
+    /// The weights alone as safetensors bytes (unsigned: for other tools; what
+    /// `patterns.bin` wraps).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, GraphError> {
         let vars = self
             .varmap
             .data()
@@ -501,7 +502,7 @@ impl GraphSage {
             model: MODEL.into(),
             version,
             config: self.cfg,
-            weights: serde_bytes::ByteBuf::from(self.safetensors()?),
+            weights: serde_bytes::ByteBuf::from(self.to_safetensors()?),
         };
         let payload = to_dag_cbor(&record).map_err(|e| GraphError::Malformed(e.to_string()))?;
         let env = Envelope::seal(signer, PATTERNS_CONTEXT, payload)

@@ -55,6 +55,8 @@ use rand::{Rng, SeedableRng};
 use x0tta_core::{AnomalyKind, InvalidId, NodeId, PeerState, Transport};
 use x0tta_mesh::sim::{LinkSpec, SimConfig, SimError, SimNetwork};
 
+use crate::graph::{Graph, GraphError, GraphSage, Labelled, SageConfig};
+
 /// Features per node report.
 pub const FEATURES: usize = 10;
 /// Their names, in order.
@@ -278,6 +280,18 @@ impl Scenario {
         out
     }
 
+    /// The last tick's reports on the overlay, with the injector's labels: one training or
+    /// test example for [`GraphSage`].
+    pub fn labelled(&self) -> Result<Labelled, GraphError> {
+        Ok(Labelled {
+            graph: Graph::new(
+                self.last().iter().map(|r| r.to_vec()).collect(),
+                &self.edges,
+            )?,
+            labels: self.labels.clone(),
+        })
+    }
+
     /// Each node's first alarm at or after the fault tick.
     pub fn onsets(&self) -> Vec<Option<Onset>> {
         (0..self.len())
@@ -295,6 +309,47 @@ impl Scenario {
             })
             .collect()
     }
+}
+
+/// The model shape the scenarios fit: [`FEATURES`] inputs, 32 hidden, [`CLASSES`] outputs,
+/// 10 and 5 sampled neighbours; `use_graph: false` is the no-graph baseline.
+pub fn sage_config(use_graph: bool) -> SageConfig {
+    SageConfig {
+        features: FEATURES,
+        hidden: 32,
+        classes: CLASSES,
+        samples: [10, 5],
+        use_graph,
+    }
+}
+
+/// `model`'s macro-F1 and per-class F1 over every node of `data` (neighbours sampled with
+/// each example's index as seed).
+pub fn evaluate(model: &GraphSage, data: &[Labelled]) -> Result<(f64, Vec<f64>), GraphError> {
+    let mut truth = Vec::new();
+    let mut predicted = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        truth.extend_from_slice(&d.labels);
+        predicted.extend(model.predict(&d.graph, i as u64)?);
+    }
+    Ok(f1_scores(&truth, &predicted, model.config().classes))
+}
+
+/// Seeds written `A..B` (B excluded, A < B).
+///
+/// ```
+/// assert_eq!(x0tta_analysis::scenario::parse_seeds("3..7").ok(), Some(3..7));
+/// assert!(x0tta_analysis::scenario::parse_seeds("7..3").is_err());
+/// ```
+pub fn parse_seeds(s: &str) -> Result<Range<u64>, ScenarioError> {
+    let bad = |why: &str| ScenarioError::Invalid(format!("seeds {s:?}: {why}"));
+    let (a, b) = s.split_once("..").ok_or_else(|| bad("expected A..B"))?;
+    let a: u64 = a.trim().parse().map_err(|_| bad("A is not a number"))?;
+    let b: u64 = b.trim().parse().map_err(|_| bad("B is not a number"))?;
+    if a >= b {
+        return Err(bad("empty range"));
+    }
+    Ok(a..b)
 }
 
 /// Runs one scenario on its own single-threaded runtime with tokio's clock paused.

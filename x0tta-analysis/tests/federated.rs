@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use x0tta_analysis::federated::sim::{self, Attack, SimRun};
-use x0tta_analysis::federated::{FlConfig, FlError, Federation, Rule, norm};
-use x0tta_analysis::graph::{Graph, GraphSage, Labelled, SageConfig};
-use x0tta_analysis::scenario::{self, CLASSES, FEATURES, Scenario, ScenarioConfig, f1_scores};
+use x0tta_analysis::federated::{Federation, FlConfig, FlError, Rule, norm};
+use x0tta_analysis::graph::{GraphSage, Labelled, SageConfig};
+use x0tta_analysis::scenario::{self, Scenario, ScenarioConfig};
 use x0tta_core::{NodeId, Signer};
 use x0tta_pqc::{KeyRing, MlDsa65Keypair, MlDsa65Signer};
 
@@ -21,32 +21,15 @@ const POISONED: usize = 10;
 const ROUNDS: usize = 40;
 
 fn sage() -> SageConfig {
-    SageConfig {
-        features: FEATURES,
-        hidden: 32,
-        classes: CLASSES,
-        samples: [10, 5],
-        use_graph: true,
-    }
+    scenario::sage_config(true)
 }
 
 fn labelled(s: &[Scenario]) -> Vec<Labelled> {
-    s.iter()
-        .map(|s| Labelled {
-            graph: Graph::new(s.last().iter().map(|r| r.to_vec()).collect(), &s.edges).unwrap(),
-            labels: s.labels.clone(),
-        })
-        .collect()
+    s.iter().map(|s| s.labelled().unwrap()).collect()
 }
 
 fn f1(model: &GraphSage, test: &[Labelled]) -> f64 {
-    let mut truth = Vec::new();
-    let mut predicted = Vec::new();
-    for (i, d) in test.iter().enumerate() {
-        truth.extend_from_slice(&d.labels);
-        predicted.extend(model.predict(&d.graph, i as u64).unwrap());
-    }
-    f1_scores(&truth, &predicted, CLASSES).0
+    scenario::evaluate(model, test).unwrap().0
 }
 
 struct Keys {
@@ -102,7 +85,7 @@ async fn robust_rules_keep_honest_accuracy_with_a_third_poisoned_and_fedavg_coll
     let honest = sim::run(
         &run(Rule::FedAvg),
         &data[POISONED..],
-        &vec![None; NODES - POISONED],
+        &[None; NODES - POISONED],
         &keys.signers[POISONED..],
         &keys.ring,
     )
@@ -113,13 +96,20 @@ async fn robust_rules_keep_honest_accuracy_with_a_third_poisoned_and_fedavg_coll
         .map(|i| (i < POISONED).then(|| Attack::mixed(i)))
         .collect();
     let mut results = Vec::new();
-    for rule in [Rule::FedAvg, Rule::Median, Rule::TrimmedMean { trim: 1.0 / 3.0 }] {
+    for rule in [
+        Rule::FedAvg,
+        Rule::Median,
+        Rule::TrimmedMean { trim: 1.0 / 3.0 },
+    ] {
         let out = sim::run(&run(rule), &data, &attacks, &keys.signers, &keys.ring)
             .await
             .unwrap();
         assert_eq!(out.refused, 0, "liars sign properly: nothing is refused");
         let score = f1(&out.model, &test);
-        eprintln!("{:<13} macro-F1 {score:.4} (honest-only FedAvg {honest:.4})", rule.name());
+        eprintln!(
+            "{:<13} macro-F1 {score:.4} (honest-only FedAvg {honest:.4})",
+            rule.name()
+        );
         results.push((rule, score));
     }
     let fedavg = results[0].1;
@@ -149,46 +139,76 @@ fn updates_from_strangers_other_rounds_or_other_shapes_are_refused() {
     let keys = keys();
     let fed = federation(Rule::Median, Some(5.0));
     let n = fed.model().parameter_count();
-    let ok = fed.seal(&vec![0.01; n], 8, keys.concrete[0].as_ref()).unwrap();
+    let ok = fed
+        .seal(&vec![0.01; n], 8, keys.concrete[0].as_ref())
+        .unwrap();
     let update = fed.open(&ok, &keys.ring).unwrap();
     assert_eq!(update.from, NodeId::new("n0").unwrap());
     assert_eq!(update.delta, vec![0.01; n]);
 
     // A signer the ring does not trust.
-    let stranger = MlDsa65Signer::new(
-        NodeId::new("stranger").unwrap(),
-        MlDsa65Keypair::generate(),
-    );
+    let stranger = MlDsa65Signer::new(NodeId::new("stranger").unwrap(), MlDsa65Keypair::generate());
     let bytes = fed.seal(&vec![0.01; n], 8, &stranger).unwrap();
-    assert!(matches!(fed.open(&bytes, &keys.ring), Err(FlError::Rejected(_))));
+    assert!(matches!(
+        fed.open(&bytes, &keys.ring),
+        Err(FlError::Rejected(_))
+    ));
 
     // Another round.
     let mut later = federation(Rule::Median, Some(5.0));
     later.apply(&[vec![0.0; n]]).unwrap();
-    assert!(matches!(later.open(&ok, &keys.ring), Err(FlError::Mismatch(_))));
+    assert!(matches!(
+        later.open(&ok, &keys.ring),
+        Err(FlError::Mismatch(_))
+    ));
 
     // Another shape.
     let small = Federation::new(
-        GraphSage::new(SageConfig { hidden: 8, ..sage() }, 1).unwrap(),
+        GraphSage::new(
+            SageConfig {
+                hidden: 8,
+                ..sage()
+            },
+            1,
+        )
+        .unwrap(),
         FlConfig::default(),
     );
     let other = small
-        .seal(&vec![0.0; small.model().parameter_count()], 1, keys.concrete[1].as_ref())
+        .seal(
+            &vec![0.0; small.model().parameter_count()],
+            1,
+            keys.concrete[1].as_ref(),
+        )
         .unwrap();
-    assert!(matches!(fed.open(&other, &keys.ring), Err(FlError::Mismatch(_))));
+    assert!(matches!(
+        fed.open(&other, &keys.ring),
+        Err(FlError::Mismatch(_))
+    ));
 
     // Too long a step, and values that are not numbers.
-    let long = fed.seal(&vec![1.0; n], 8, keys.concrete[2].as_ref()).unwrap();
+    let long = fed
+        .seal(&vec![1.0; n], 8, keys.concrete[2].as_ref())
+        .unwrap();
     assert!(norm(&vec![1.0; n]) > 5.0);
-    assert!(matches!(fed.open(&long, &keys.ring), Err(FlError::OutOfBounds(_))));
+    assert!(matches!(
+        fed.open(&long, &keys.ring),
+        Err(FlError::OutOfBounds(_))
+    ));
     let mut nan = vec![0.0; n];
     nan[3] = f32::NAN;
     let nan = fed.seal(&nan, 8, keys.concrete[2].as_ref()).unwrap();
-    assert!(matches!(fed.open(&nan, &keys.ring), Err(FlError::OutOfBounds(_))));
+    assert!(matches!(
+        fed.open(&nan, &keys.ring),
+        Err(FlError::OutOfBounds(_))
+    ));
 
     // Oversized bytes are refused before any decoding.
     let huge = vec![0u8; x0tta_analysis::federated::MAX_UPDATE_BYTES + 1];
-    assert!(matches!(fed.open(&huge, &keys.ring), Err(FlError::TooLarge(_))));
+    assert!(matches!(
+        fed.open(&huge, &keys.ring),
+        Err(FlError::TooLarge(_))
+    ));
 
     // Krum cannot withstand a third of three updates.
     let mut krum = federation(Rule::Krum { byzantine: 1 }, None);
@@ -197,7 +217,10 @@ fn updates_from_strangers_other_rounds_or_other_shapes_are_refused() {
         Err(FlError::TooFew(_))
     ));
     assert!("krum".parse::<Rule>().is_ok());
-    assert!(matches!("mean".parse::<Rule>(), Err(FlError::UnknownRule(_))));
+    assert!(matches!(
+        "mean".parse::<Rule>(),
+        Err(FlError::UnknownRule(_))
+    ));
 }
 
 proptest! {

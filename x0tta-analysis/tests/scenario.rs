@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use x0tta_analysis::graph::{Graph, GraphSage, Labelled, SageConfig};
+use x0tta_analysis::graph::{GraphSage, Labelled};
 use x0tta_analysis::rootcause::{Candidate, NodeEvidence, RootCause, earliest_alarm};
-use x0tta_analysis::scenario::{
-    self, CLASSES, Culprit, FEATURES, Fault, Scenario, ScenarioConfig, alarm, f1_scores,
-};
+use x0tta_analysis::scenario::{self, CLASSES, Culprit, Fault, Scenario, ScenarioConfig, alarm};
 
 const DOWN: usize = 3;
 const LOSS_MAX: usize = 6;
@@ -126,23 +124,11 @@ fn bad_configurations_are_refused() {
 }
 
 fn data(s: &[Scenario]) -> Vec<Labelled> {
-    s.iter()
-        .map(|s| Labelled {
-            graph: Graph::new(s.last().iter().map(|r| r.to_vec()).collect(), &s.edges)
-                .expect("a graph"),
-            labels: s.labels.clone(),
-        })
-        .collect()
+    s.iter().map(|s| s.labelled().expect("a graph")).collect()
 }
 
 fn f1(model: &GraphSage, test: &[Labelled]) -> f64 {
-    let mut truth = Vec::new();
-    let mut predicted = Vec::new();
-    for (i, d) in test.iter().enumerate() {
-        truth.extend_from_slice(&d.labels);
-        predicted.extend(model.predict(&d.graph, i as u64).expect("predicts"));
-    }
-    f1_scores(&truth, &predicted, CLASSES).0
+    scenario::evaluate(model, test).expect("predicts").0
 }
 
 #[test]
@@ -154,17 +140,7 @@ fn graphsage_beats_the_blind_model_and_the_ranker_beats_the_first_alarm_on_unsee
     let mut scores = Vec::new();
     let mut models = Vec::new();
     for use_graph in [true, false] {
-        let mut m = GraphSage::new(
-            SageConfig {
-                features: FEATURES,
-                hidden: 32,
-                classes: CLASSES,
-                samples: [10, 5],
-                use_graph,
-            },
-            1,
-        )
-        .expect("a model");
+        let mut m = GraphSage::new(scenario::sage_config(use_graph), 1).expect("a model");
         m.train(&train, 40, 0.01).expect("trains");
         scores.push(f1(&m, &test));
         models.push(m);
