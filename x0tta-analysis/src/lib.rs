@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+pub mod calibration;
 pub mod detectors;
 #[cfg(feature = "graph")]
 pub mod federated;

@@ -719,3 +719,185 @@ pub fn f1_scores(truth: &[u32], predicted: &[u32], classes: usize) -> (f64, Vec<
     }
     (sum / present.max(1) as f64, per_class)
 }
+
+/// How a healing trial runs ([`heal_trial`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealConfig {
+    /// Nodes in the mesh.
+    pub nodes: usize,
+    /// Average overlay degree.
+    pub degree: usize,
+    /// Time before the fault.
+    pub warmup: Duration,
+    /// Time from the fault to the remedy (detection and planning).
+    pub detect: Duration,
+    /// How long the remedy's verification waits.
+    pub deadline: Duration,
+    /// Each trial's message loss is drawn uniformly from 0 to this.
+    pub max_loss: f64,
+}
+
+impl Default for HealConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 30,
+            degree: 6,
+            warmup: Duration::from_secs(5),
+            detect: Duration::from_secs(3),
+            deadline: Duration::from_secs(1),
+            max_loss: 0.5,
+        }
+    }
+}
+
+/// One healing trial's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealTrial {
+    /// The fault.
+    pub fault: Fault,
+    /// The remedy applied (a plan template's name).
+    pub remedy: &'static str,
+    /// The mesh's message loss in this trial.
+    pub loss: f64,
+    /// Whether verification passed before the deadline.
+    pub healed: bool,
+    /// How long verification took, if it passed.
+    pub recovery: Option<Duration>,
+}
+
+/// The remedy a plan applies to `fault` in a healing trial: `restart_node` (crash),
+/// `reset_link` (degraded link), `heal_partition` (partition); `None` for the others.
+pub fn remedy(fault: Fault) -> Option<&'static str> {
+    match fault {
+        Fault::NodeCrash => Some("restart_node"),
+        Fault::LinkDegraded => Some("reset_link"),
+        Fault::Partition => Some("heal_partition"),
+        _ => None,
+    }
+}
+
+/// Injects `fault` into a mesh with a random message loss, applies its [`remedy`] after
+/// `detect`, and verifies against the real failure detectors: every peer that lost sight of
+/// the culprit (its overlay neighbours; both ends of the link; every link across the cut)
+/// must hold it `Up` again within `deadline`. Deterministic from the seed.
+pub fn heal_trial(seed: u64, fault: Fault, cfg: &HealConfig) -> Result<HealTrial, ScenarioError> {
+    let Some(name) = remedy(fault) else {
+        return Err(ScenarioError::Invalid(format!(
+            "{} has no remedy in a healing trial",
+            fault.name()
+        )));
+    };
+    if cfg.nodes < 8 || cfg.degree < 2 || !(0.0..1.0).contains(&cfg.max_loss) {
+        return Err(ScenarioError::Invalid(
+            "at least 8 nodes, degree 2 and a loss below 1".into(),
+        ));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?
+        .block_on(async move {
+            let mut rng = SmallRng::seed_from_u64(mix(seed, 0x4ea1));
+            let loss = rng.random_range(0.0..=cfg.max_loss);
+            let net = SimNetwork::new(
+                seed,
+                SimConfig {
+                    degree: cfg.degree,
+                    loss,
+                    ..SimConfig::default()
+                },
+            );
+            let ids: Vec<NodeId> = (0..cfg.nodes)
+                .map(|i| NodeId::new(format!("n{i}")))
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                net.join(id.clone())?;
+            }
+            tokio::time::sleep(cfg.warmup).await;
+            let victim = rng.random_range(0..ids.len());
+            // Pairs (observer, observed) that must see each other up again.
+            let mut watch: Vec<(NodeId, NodeId)> = Vec::new();
+            let normal = LinkSpec {
+                latency: net.config().latency,
+                loss,
+            };
+            let mut broken_link = None;
+            match fault {
+                Fault::NodeCrash => {
+                    net.crash(&ids[victim])?;
+                    for n in net.overlay_neighbours(&ids[victim]) {
+                        watch.push((n, ids[victim].clone()));
+                    }
+                }
+                Fault::LinkDegraded => {
+                    let peers = net.overlay_neighbours(&ids[victim]);
+                    let Some(other) = peers.get(rng.random_range(0..peers.len().max(1))) else {
+                        return Err(ScenarioError::Invalid("a node without neighbours".into()));
+                    };
+                    net.set_link(
+                        &ids[victim],
+                        other,
+                        LinkSpec {
+                            latency: Duration::from_millis(200),
+                            loss: 0.9,
+                        },
+                    )?;
+                    watch.push((ids[victim].clone(), other.clone()));
+                    watch.push((other.clone(), ids[victim].clone()));
+                    broken_link = Some(other.clone());
+                }
+                _ => {
+                    let index: HashMap<&NodeId, usize> =
+                        ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+                    let neighbours: Vec<Vec<usize>> = ids
+                        .iter()
+                        .map(|id| {
+                            net.overlay_neighbours(id)
+                                .iter()
+                                .filter_map(|p| index.get(p).copied())
+                                .collect()
+                        })
+                        .collect();
+                    let cut = region(&neighbours, victim, rng.random_range(3..=5));
+                    net.partition(&[cut.iter().map(|&v| ids[v].clone()).collect()]);
+                    for &v in &cut {
+                        for &u in neighbours[v].iter().filter(|u| !cut.contains(u)) {
+                            watch.push((ids[u].clone(), ids[v].clone()));
+                            watch.push((ids[v].clone(), ids[u].clone()));
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(cfg.detect).await;
+            match fault {
+                Fault::NodeCrash => net.restart(&ids[victim])?,
+                Fault::LinkDegraded => {
+                    if let Some(other) = &broken_link {
+                        net.set_link(&ids[victim], other, normal)?;
+                    }
+                }
+                _ => net.heal(),
+            }
+            let start = tokio::time::Instant::now();
+            let step = Duration::from_millis(50);
+            let mut recovery = None;
+            while start.elapsed() <= cfg.deadline {
+                if watch
+                    .iter()
+                    .all(|(a, b)| net.peer_state(a, b) == Some(PeerState::Up))
+                {
+                    recovery = Some(start.elapsed());
+                    break;
+                }
+                tokio::time::sleep(step).await;
+            }
+            net.shutdown();
+            Ok(HealTrial {
+                fault,
+                remedy: name,
+                loss,
+                healed: recovery.is_some(),
+                recovery,
+            })
+        })
+}
