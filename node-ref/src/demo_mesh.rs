@@ -11,6 +11,10 @@ use anyhow::{Context, Result, bail};
 use x0tta_pqc::NodeIdentity;
 
 use crate::run::{MeshLogEntry, StatusFile};
+use x0tta_analysis::rootcause::{
+    Accusation, Candidate, Ranked as RankedCause, RootCause, evidence_from_accusations,
+};
+use x0tta_core::AnomalyKind;
 
 /// A scratch directory removed when the demo ends.
 struct DemoDir(PathBuf);
@@ -135,6 +139,55 @@ async fn wait_until(what: &str, deadline: Instant, mut f: impl FnMut() -> bool) 
 }
 
 /// Runs the scenario; prints progress and the summary line.
+/// The culprit, ranked from what the nodes said about each other after `since_ms`: the
+/// overlay from every node's status file (the dead one's is its last), each `peer_down` in
+/// the event logs an accusation of NODE_FAILURE, its time the accuser's onset. Returns the
+/// top candidate's node index and its evidence.
+fn root_cause(procs: &[Proc], since_ms: i64) -> Result<(usize, String)> {
+    let index = |id: &str| procs.iter().position(|p| p.id == id);
+    let neighbours: Vec<Vec<usize>> = procs
+        .iter()
+        .map(|p| {
+            p.status()
+                .map(|s| {
+                    s.neighbours
+                        .iter()
+                        .filter_map(|n| index(n.id.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut said = Vec::new();
+    for (by, p) in procs.iter().enumerate() {
+        for e in p
+            .log()
+            .iter()
+            .filter(|e| e.event == "peer_down" && e.at_ms >= since_ms)
+        {
+            if let Some(about) = e.peer.as_deref().and_then(index) {
+                said.push(Accusation {
+                    by,
+                    about,
+                    kind: AnomalyKind::NodeFailure,
+                    at: (e.at_ms - since_ms) as f64 / 1000.0,
+                });
+            }
+        }
+    }
+    let evidence = evidence_from_accusations(&neighbours, &said);
+    let ranked = RootCause::new().rank(&neighbours, &evidence, 3)?;
+    match ranked.first() {
+        Some(RankedCause {
+            candidate: Candidate::Node(v),
+            evidence,
+            ..
+        }) => Ok((*v, evidence.join("; "))),
+        Some(other) => bail!("the root cause is a link, not a node: {other:?}"),
+        None => bail!("no root cause: no node accused another"),
+    }
+}
+
 pub(crate) async fn demo(nodes: usize) -> Result<()> {
     if !(3..=32).contains(&nodes) {
         bail!("demo mesh takes 3 to 32 nodes, not {nodes}");
@@ -225,6 +278,9 @@ pub(crate) async fn demo(nodes: usize) -> Result<()> {
         mttd.iter().min().unwrap_or(&0),
         mttd_max
     );
+    let (culprit, why) = root_cause(&procs, killed_at)?;
+    let root_cause_correct = culprit == victim;
+    println!("root cause: node-{culprit} ({why})");
     // Mesh recovery as each survivor's transport measured it (PeerDown → neighbour set
     // restored); wait for every survivor to report it.
     wait_until("every survivor's neighbour set to settle", deadline, || {
@@ -323,7 +379,7 @@ pub(crate) async fn demo(nodes: usize) -> Result<()> {
         p.kill();
     }
     println!(
-        "summary: scenario=mesh nodes={nodes} mttd_ms={mttd_max} recovery_ms={recovery} false_downs={false_downs} gossip_p99_ms={p99:.0} gossip_p50_ms={p50:.0} rejoin_ms={rejoin_ms} incidents_everywhere={} knowledge_converged_ms={knowledge_ms}",
+        "summary: scenario=mesh nodes={nodes} root_cause_correct={root_cause_correct} mttd_ms={mttd_max} recovery_ms={recovery} false_downs={false_downs} gossip_p99_ms={p99:.0} gossip_p50_ms={p50:.0} rejoin_ms={rejoin_ms} incidents_everywhere={} knowledge_converged_ms={knowledge_ms}",
         held.first().copied().unwrap_or(0)
     );
     if false_downs > 0 {

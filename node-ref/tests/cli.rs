@@ -605,6 +605,12 @@ fn demo_mesh_detects_a_killed_node_and_it_rejoins() {
     assert!(field("mttd_ms") < 5000.0, "{summary}");
     assert!(field("gossip_p99_ms").is_finite(), "{summary}");
     assert!(all.contains("all 4 survivors marked node-4 down"), "{all}");
+    assert!(
+        all.contains("root cause: node-4 (NODE_FAILURE")
+            && all.contains("4 of 4 neighbours alarmed"),
+        "{all}"
+    );
+    assert!(summary.contains("root_cause_correct=true"), "{summary}");
     assert!(all.contains("restarted and rejoined"), "{all}");
     // Bad input: a clear error, not a panic.
     let bad = x0tta(&["demo", "mesh", "--nodes", "1"]);

@@ -354,3 +354,71 @@ pub fn earliest_alarm(onsets: &[Option<(f64, f64)>]) -> Option<usize> {
         })
         .map(|(v, _, _)| v)
 }
+
+/// One node's report that another looks wrong: "`by` saw `about` as `kind` at `at`" (a peer
+/// marked down, a peer's clock off, a peer flooding).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accusation {
+    /// The reporting node.
+    pub by: usize,
+    /// The node it blames.
+    pub about: usize,
+    /// What it saw.
+    pub kind: AnomalyKind,
+    /// When, in seconds from any common reference.
+    pub at: f64,
+}
+
+/// Evidence for the ranker from what nodes said about each other, when no classifier has
+/// scored the nodes: a node's probability of a kind is the share of its neighbours that
+/// accused it of that kind (shares above 1 in total are scaled down to 1), and an accuser's
+/// onset is its first accusation. Accusations naming nodes beyond `neighbours.len()`, or at
+/// a non-finite time, are ignored.
+///
+/// ```
+/// use x0tta_analysis::rootcause::{Accusation, Candidate, RootCause, evidence_from_accusations};
+/// use x0tta_core::AnomalyKind;
+/// // A star around node 0, which crashed: its three neighbours mark it down.
+/// let neighbours = vec![vec![1, 2, 3], vec![0], vec![0], vec![0]];
+/// let said: Vec<Accusation> = (1..4)
+///     .map(|by| Accusation { by, about: 0, kind: AnomalyKind::NodeFailure, at: by as f64 })
+///     .collect();
+/// let ev = evidence_from_accusations(&neighbours, &said);
+/// let top = RootCause::new().rank(&neighbours, &ev, 1)?;
+/// assert_eq!(top[0].candidate, Candidate::Node(0));
+/// assert!(top[0].evidence.iter().any(|e| e == "3 of 3 neighbours alarmed"));
+/// # Ok::<(), x0tta_analysis::rootcause::RootCauseError>(())
+/// ```
+pub fn evidence_from_accusations(
+    neighbours: &[Vec<usize>],
+    accusations: &[Accusation],
+) -> Vec<NodeEvidence> {
+    let n = neighbours.len();
+    let mut accusers: HashMap<(usize, AnomalyKind), std::collections::BTreeSet<usize>> =
+        HashMap::new();
+    let mut out = vec![NodeEvidence::default(); n];
+    for a in accusations
+        .iter()
+        .filter(|a| a.by < n && a.about < n && a.by != a.about && a.at.is_finite())
+    {
+        accusers.entry((a.about, a.kind)).or_default().insert(a.by);
+        let onset = &mut out[a.by].onset;
+        *onset = Some(onset.map_or(a.at, |t: f64| t.min(a.at)));
+    }
+    let mut keys: Vec<_> = accusers.keys().copied().collect();
+    keys.sort_by_key(|(v, k)| (*v, k.as_str()));
+    for (v, kind) in keys {
+        let degree = neighbours[v].len().max(1) as f32;
+        let share = (accusers[&(v, kind)].len() as f32 / degree).min(1.0);
+        out[v].kinds.push((kind, share));
+    }
+    for e in &mut out {
+        let total: f32 = e.kinds.iter().map(|(_, p)| p).sum();
+        if total > 1.0 {
+            for (_, p) in &mut e.kinds {
+                *p /= total;
+            }
+        }
+    }
+    out
+}
