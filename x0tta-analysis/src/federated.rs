@@ -607,9 +607,10 @@ pub mod sim {
                 while let Ok(Some(m)) =
                     tokio::time::timeout(Duration::from_millis(1), subs[i].next()).await
                 {
-                    // Liars need not check anything: they only keep their round current, so
-                    // that their poison is counted rather than refused as stale.
-                    if attacks[i].is_none() && feds[i].offer(&m.payload, verifier).is_err() {
+                    // Liars follow the protocol for receiving too: they hold the honest
+                    // global model (the strongest attacker knows it) and their round stays
+                    // current, so their poison is counted rather than refused as stale.
+                    if feds[i].offer(&m.payload, verifier).is_err() && attacks[i].is_none() {
                         refused += 1;
                     }
                 }

@@ -17,12 +17,22 @@
 //!
 //! - [`graph`] (feature `graph`, candle): a 2-layer GraphSAGE (mean aggregator, sampled
 //!   neighbours) that classifies each node of the neighbour graph, with training (AdamW) and
-//!   signed, content-addressed, versioned `patterns.bin` weights.
+//!   signed, content-addressed, versioned `patterns.bin` weights;
+//! - [`scenario`] (feature `eval`): labelled fault scenarios from x0tta-mesh's simulated mesh
+//!   (the injector's record is the label), and healing trials;
+//! - [`rootcause`]: ranking the culprit node or link from class probabilities, alarm onsets,
+//!   witnesses and priors, against the "earliest alarm" baseline;
+//! - [`federated`] (feature `graph`): signed, clipped, size-bounded model updates on
+//!   `x0tta/fl/1` combined with a Byzantine-robust rule (median, trimmed mean, Multi-Krum) or
+//!   plain FedAvg;
+//! - [`calibration`]: Brier score, reliability table and expected calibration error of
+//!   probability forecasts such as the planner's success probability.
 //!
-//! Still to come (issue 9): detectors worth deploying, GraphSAGE over the neighbour graph,
-//! root-cause ranking, Byzantine-robust federated learning and the calibration of the
-//! planner's success probability. Until then the default healer of x0tta-core (threshold and
-//! robust CUSUM detectors) is what a node runs.
+//! The examples `graph_eval`, `fl_eval` and `calibration_eval` (feature `eval`) measure them;
+//! docs/PERFORMANCE.md has the figures.
+//!
+//! Still to come (issue 9): detectors at HTM's level on NAB, the ranker and the graph model
+//! inside the running node's incidents, and federated rounds between running nodes.
 //!
 //! ```no_run
 //! use std::path::Path;
