@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p x0tta-analysis --features eval --example graph_eval -- \
-//!     --train-seeds 0..40 --test-seeds 1000..1020 [--epochs N] [--patterns FILE]
+//!     --train-seeds 0..40 --test-seeds 1000..1020 [--epochs N] [--patterns FILE] [--hard]
 //! ```
+//!
+//! `--hard` runs `ScenarioConfig::hard` scenarios: mesh sizes and degrees vary, and benign
+//! distractors start with the fault.
 //!
 //! Each seed yields one scenario per fault (8). The last line is
 //! `summary: f1_macro=… f1_macro_no_graph=… accuracy=… rootcause_top1=… rootcause_top3=…
@@ -24,6 +27,7 @@ struct Args {
     test: Range<u64>,
     epochs: usize,
     patterns: Option<std::path::PathBuf>,
+    hard: bool,
 }
 
 fn seeds(s: &str) -> Result<Range<u64>, String> {
@@ -36,9 +40,14 @@ fn parse() -> Result<Args, String> {
         test: 1000..1020,
         epochs: 60,
         patterns: None,
+        hard: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        if a == "--hard" {
+            args.hard = true;
+            continue;
+        }
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--train-seeds" => args.train = seeds(&value()?)?,
@@ -90,7 +99,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("graph_eval: {e}");
             eprintln!(
-                "usage: graph_eval [--train-seeds A..B] [--test-seeds C..D] [--epochs N] [--patterns FILE]"
+                "usage: graph_eval [--train-seeds A..B] [--test-seeds C..D] [--epochs N] [--patterns FILE] [--hard]"
             );
             return ExitCode::from(2);
         }
@@ -105,17 +114,24 @@ fn main() -> ExitCode {
 }
 
 fn eval(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = ScenarioConfig::default();
+    let cfg = ScenarioConfig {
+        hard: args.hard,
+        ..ScenarioConfig::default()
+    };
     let t0 = Instant::now();
     let train = scenario::generate(args.train.clone(), &cfg)?;
     let test = scenario::generate(args.test.clone(), &cfg)?;
     println!(
-        "scenarios: {} training (seeds {:?}), {} test (seeds {:?}), {} nodes each, simulated in {:.1} s",
+        "scenarios: {} training (seeds {:?}), {} test (seeds {:?}), {}, simulated in {:.1} s",
         train.len(),
         args.train,
         test.len(),
         args.test,
-        cfg.nodes,
+        if args.hard {
+            "hard: 15-60 nodes, degree 4-8, distractors".to_string()
+        } else {
+            format!("{} nodes each", cfg.nodes)
+        },
         t0.elapsed().as_secs_f64()
     );
     let train_data: Vec<Labelled> = train

@@ -178,6 +178,11 @@ pub struct ScenarioConfig {
     pub observe: Duration,
     /// How often every node reports.
     pub tick: Duration,
+    /// The harder variant: each scenario draws its own mesh size (15–60 nodes, instead of
+    /// `nodes`) and degree (4–8), and at the fault three distractors start elsewhere, all
+    /// labelled normal: a CPU burst to 0.75–0.85 on another node, a link losing 10–20% of its
+    /// messages, and a 0.2–0.8 s clock step on a third node.
+    pub hard: bool,
 }
 
 impl Default for ScenarioConfig {
@@ -188,6 +193,7 @@ impl Default for ScenarioConfig {
             warmup: Duration::from_secs(10),
             observe: Duration::from_secs(12),
             tick: Duration::from_millis(500),
+            hard: false,
         }
     }
 }
@@ -507,6 +513,39 @@ fn report(host: &Host, table: &[x0tta_core::Neighbour]) -> Report {
     ]
 }
 
+/// The hard variant's distractors, away from the labelled nodes: a CPU burst, a lossy link
+/// and a small clock step.
+fn distract(
+    net: &SimNetwork,
+    ids: &[NodeId],
+    edges: &[(usize, usize)],
+    labels: &[u32],
+    hosts: &mut [Host],
+    rng: &mut SmallRng,
+) -> Result<(), ScenarioError> {
+    let calm: Vec<usize> = (0..ids.len()).filter(|&v| labels[v] == 0).collect();
+    let pick = |rng: &mut SmallRng| calm.get(rng.random_range(0..calm.len().max(1))).copied();
+    if let Some(v) = pick(rng) {
+        hosts[v].burst = (u32::MAX, rng.random_range(0.75..0.85));
+    }
+    let quiet: Vec<&(usize, usize)> = edges
+        .iter()
+        .filter(|(a, b)| labels[*a] == 0 && labels[*b] == 0)
+        .collect();
+    if let Some(&&(a, b)) = quiet.get(rng.random_range(0..quiet.len().max(1))) {
+        let spec = LinkSpec {
+            latency: net.config().latency,
+            loss: rng.random_range(0.1..0.2),
+        };
+        net.set_link(&ids[a], &ids[b], spec)?;
+    }
+    if let Some(v) = pick(rng) {
+        let ms = rng.random_range(200..800);
+        net.set_clock_skew(&ids[v], if rng.random::<bool>() { ms } else { -ms })?;
+    }
+    Ok(())
+}
+
 /// A connected region of `size` nodes grown breadth-first from `start`.
 fn region(neighbours: &[Vec<usize>], start: usize, size: usize) -> Vec<usize> {
     let mut seen = BTreeSet::from([start]);
@@ -530,14 +569,19 @@ async fn simulate(
     cfg: &ScenarioConfig,
 ) -> Result<Scenario, ScenarioError> {
     let mut rng = SmallRng::seed_from_u64(mix(seed, 0x5ce0));
+    let (size, degree) = if cfg.hard {
+        (rng.random_range(15..=60), rng.random_range(4..=8))
+    } else {
+        (cfg.nodes, cfg.degree)
+    };
     let net = SimNetwork::new(
         seed,
         SimConfig {
-            degree: cfg.degree,
+            degree,
             ..SimConfig::default()
         },
     );
-    let ids: Vec<NodeId> = (0..cfg.nodes)
+    let ids: Vec<NodeId> = (0..size)
         .map(|i| NodeId::new(format!("n{i}")))
         .collect::<Result<_, _>>()?;
     let mut nodes = Vec::with_capacity(ids.len());
@@ -644,6 +688,9 @@ async fn simulate(
                     culprit = Culprit::Node(victim);
                 }
             }
+        }
+        if t == fault_tick && cfg.hard {
+            distract(&net, &ids, &edges, &labels, &mut hosts, &mut rng)?;
         }
         if let Some(f) = flooder {
             for &u in &neighbours[f] {
