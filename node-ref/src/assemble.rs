@@ -196,6 +196,13 @@ pub(crate) async fn assemble(
         .embedder(Arc::new(LexicalEmbedder))
         .policy_handle(live)
         .governance(Arc::new(dao.clone()))
+        // The standard detectors, with the culprit ranked from this node's and its peers'
+        // reports in every incident.
+        .healer(Arc::new(
+            x0tta_core::healing::DefaultHealer::builder()
+                .root_cause(Arc::new(x0tta_analysis::rootcause::MeshRootCause::new()))
+                .build(),
+        ))
         .sensor(Arc::new(HostSensor::new()?))
         .sensor(Arc::new(ServiceSensor::new(supervisor.clone())?))
         .action(Arc::new(RestartService::new(supervisor.clone())))

@@ -195,6 +195,7 @@ struct FaultResult {
 /// After a fault injected at `t0`: detection of `kind` on the web service, then a verified heal.
 async fn watch_heal(
     rx: &mut Receiver<NodeEvent>,
+    knowledge: &dyn x0tta_core::KnowledgeStore,
     kind: AnomalyKind,
     t0: Instant,
 ) -> Option<FaultResult> {
@@ -215,11 +216,17 @@ async fn watch_heal(
     if !report.success {
         return None;
     }
-    // Let the incident record print before the next fault.
-    until(rx, Duration::from_secs(2), |e| {
-        matches!(e, NodeEvent::IncidentRecorded { .. })
-    })
-    .await;
+    // Let the incident record print before the next fault, with the root cause it carries.
+    if let Some((NodeEvent::IncidentRecorded { id, .. }, _)) =
+        until(rx, Duration::from_secs(2), |e| {
+            matches!(e, NodeEvent::IncidentRecorded { .. })
+        })
+        .await
+        && let Ok(Some(incident)) = knowledge.get(&id).await
+        && let Some(rc) = incident.root_cause
+    {
+        println!("  [root cause] {rc}");
+    }
     Some(FaultResult {
         mttd: detected - t0,
         mttr: healed - t0,
@@ -335,7 +342,7 @@ async fn heal() -> Result<()> {
     if !killed.success() {
         bail!("could not kill pid {pid}");
     }
-    let r1 = watch_heal(&mut rx, AnomalyKind::ServiceDown, t0).await;
+    let r1 = watch_heal(&mut rx, &a.knowledge, AnomalyKind::ServiceDown, t0).await;
     match &r1 {
         Some(r) => println!(
             "[fault 1] healed: detected after {} ms, service back after {} ms",
@@ -358,7 +365,7 @@ async fn heal() -> Result<()> {
                 tracing::debug!(%e, "the hog request did not complete (service restarted mid-request)");
             }
         });
-        let r2 = watch_heal(&mut rx, AnomalyKind::MemoryPressure, t0).await;
+        let r2 = watch_heal(&mut rx, &a.knowledge, AnomalyKind::MemoryPressure, t0).await;
         match &r2 {
             Some(r) => println!(
                 "[fault 2] healed: detected after {} ms, memory back under the limit after {} ms",

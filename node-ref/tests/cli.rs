@@ -23,6 +23,7 @@ fn demo_heals_both_faults_and_prints_a_summary() {
         "[execute]",
         "[verify]",
         "[knowledge]",
+        "[root cause] service web on",
     ] {
         assert!(all.contains(phase), "missing {phase} in\n{all}");
     }

@@ -422,3 +422,206 @@ pub fn evidence_from_accusations(
     }
     out
 }
+
+/// x0tta-core's [`RootCauseRanker`](x0tta_core::RootCauseRanker) over what this node and its
+/// peers reported: the node's own neighbour table (peers not up, clocks off, lossy links),
+/// the anomaly at hand and the unhealed incidents of the last `window` in the knowledge store
+/// (its own and, replicated, its peers'). Reports about a peer or a link become
+/// [`Accusation`]s; reports
+/// about a node's own host or services count as that node's own evidence with the anomaly's
+/// confidence. [`RootCause::rank`] then names the culprit.
+///
+/// ```
+/// use std::sync::Arc;
+/// use x0tta_analysis::rootcause::MeshRootCause;
+/// use x0tta_core::healing::DefaultHealer;
+/// let healer = DefaultHealer::builder().root_cause(Arc::new(MeshRootCause::new())).build();
+/// ```
+#[derive(Debug, Clone)]
+pub struct MeshRootCause {
+    window: std::time::Duration,
+    recent: usize,
+}
+
+impl Default for MeshRootCause {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Clock offsets beyond this make a peer's clock suspect.
+const OFFSET_LIMIT_MS: i64 = 1000;
+/// Loss beyond this makes a link suspect.
+const LOSS_LIMIT: f64 = 0.2;
+
+impl MeshRootCause {
+    /// Looks at the last 60 s and at most 256 recent incidents.
+    pub fn new() -> Self {
+        Self {
+            window: std::time::Duration::from_secs(60),
+            recent: 256,
+        }
+    }
+
+    /// Sets how far back incidents count.
+    pub fn window(mut self, window: std::time::Duration) -> Self {
+        self.window = window;
+        self
+    }
+}
+
+/// Nodes met while gathering evidence, with what they said.
+#[derive(Default)]
+struct Gathered {
+    ids: Vec<x0tta_core::NodeId>,
+    index: HashMap<x0tta_core::NodeId, usize>,
+    edges: std::collections::BTreeSet<(usize, usize)>,
+    said: Vec<Accusation>,
+    /// (node, kind, confidence, time, service name).
+    own: Vec<(usize, AnomalyKind, f32, f64, Option<String>)>,
+}
+
+impl Gathered {
+    fn node(&mut self, id: &x0tta_core::NodeId) -> usize {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        self.ids.push(id.clone());
+        self.index.insert(id.clone(), self.ids.len() - 1);
+        self.ids.len() - 1
+    }
+
+    fn accuse(&mut self, by: usize, about: usize, kind: AnomalyKind, at: f64) {
+        if by != about {
+            self.edges.insert((by.min(about), by.max(about)));
+            self.said.push(Accusation {
+                by,
+                about,
+                kind,
+                at,
+            });
+        }
+    }
+
+    fn report(&mut self, reporter: &x0tta_core::NodeId, a: &x0tta_core::Anomaly, at: f64) {
+        use x0tta_core::Subject;
+        let by = self.node(reporter);
+        match &a.subject {
+            Subject::Peer(p) => {
+                let about = self.node(p);
+                self.accuse(by, about, a.kind, at);
+            }
+            Subject::Link(p) => {
+                let about = self.node(p);
+                self.accuse(by, about, AnomalyKind::LinkDegraded, at);
+                self.accuse(about, by, AnomalyKind::LinkDegraded, at);
+            }
+            Subject::Service(name) => {
+                self.own
+                    .push((by, a.kind, a.confidence as f32, at, Some(name.clone())));
+            }
+            _ => {
+                self.own.push((by, a.kind, a.confidence as f32, at, None));
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl x0tta_core::RootCauseRanker for MeshRootCause {
+    fn name(&self) -> &str {
+        "mesh-root-cause"
+    }
+
+    async fn root_cause(
+        &self,
+        anomaly: &x0tta_core::Anomaly,
+        obs: &x0tta_core::Observation,
+        knowledge: &dyn x0tta_core::KnowledgeStore,
+    ) -> Option<String> {
+        use x0tta_core::PeerState;
+        let mut g = Gathered::default();
+        let me = g.node(&obs.node);
+        for n in &obs.neighbours {
+            let j = g.node(&n.id);
+            g.edges.insert((me.min(j), me.max(j)));
+            if matches!(n.state, PeerState::Down | PeerState::Suspect) {
+                g.accuse(me, j, AnomalyKind::NodeFailure, 0.0);
+            }
+            if n.clock_offset_ms.is_some_and(|o| o.abs() > OFFSET_LIMIT_MS) {
+                g.accuse(me, j, AnomalyKind::ClockSkew, 0.0);
+            }
+            if n.state == PeerState::Up && n.loss > LOSS_LIMIT {
+                g.accuse(me, j, AnomalyKind::LinkDegraded, 0.0);
+                g.accuse(j, me, AnomalyKind::LinkDegraded, 0.0);
+            }
+        }
+        let now = obs.at.as_millis() as f64;
+        let window = self.window.as_millis() as f64;
+        for (_, inc) in knowledge.recent(self.recent).await.unwrap_or_default() {
+            let t = (inc.detected_at.as_millis() as f64 - now) / 1000.0;
+            // A healed incident is over: it explains nothing that is happening now.
+            if t.abs() * 1000.0 <= window && !inc.healed() {
+                g.report(&inc.node, &inc.anomaly, t);
+            }
+        }
+        g.report(&obs.node, anomaly, 0.0);
+
+        let n = g.ids.len();
+        let mut neighbours = vec![Vec::new(); n];
+        for &(a, b) in &g.edges {
+            neighbours[a].push(b);
+            neighbours[b].push(a);
+        }
+        let mut evidence = evidence_from_accusations(&neighbours, &g.said);
+        let mut services: HashMap<usize, String> = HashMap::new();
+        for (v, kind, p, at, service) in &g.own {
+            let e = &mut evidence[*v];
+            match e.kinds.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, q)) => *q = q.max(p.clamp(0.0, 1.0)),
+                None => e.kinds.push((*kind, p.clamp(0.0, 1.0))),
+            }
+            e.onset = Some(e.onset.map_or(*at, |t: f64| t.min(*at)));
+            if let Some(s) = service {
+                services.insert(*v, s.clone());
+            }
+        }
+        for e in &mut evidence {
+            let total: f32 = e.kinds.iter().map(|(_, p)| p).sum();
+            if total > 1.0 {
+                for (_, p) in &mut e.kinds {
+                    *p /= total;
+                }
+            }
+        }
+        let ranked = RootCause::new().rank(&neighbours, &evidence, 2).ok()?;
+        let top = ranked.first()?;
+        let name = |c: &Candidate, kind: AnomalyKind| match *c {
+            Candidate::Node(v) => match services.get(&v) {
+                Some(s)
+                    if kind == AnomalyKind::ServiceDown || kind == AnomalyKind::MemoryPressure =>
+                {
+                    format!("service {s} on {}", g.ids[v])
+                }
+                _ => format!("node {}", g.ids[v]),
+            },
+            Candidate::Link(a, b) => format!("link {}–{}", g.ids[a], g.ids[b]),
+        };
+        let mut line = format!(
+            "{} ({}): {}",
+            name(&top.candidate, top.kind),
+            top.kind.as_str(),
+            top.evidence.join("; ")
+        );
+        if let Some(next) = ranked.get(1) {
+            line.push_str(&format!(
+                "; next: {} ({}, score {:.2} vs {:.2})",
+                name(&next.candidate, next.kind),
+                next.kind.as_str(),
+                next.score,
+                top.score
+            ));
+        }
+        Some(line)
+    }
+}

@@ -123,3 +123,116 @@ fn bad_input_is_a_typed_error() {
         );
     }
 }
+
+mod mesh {
+    use x0tta_analysis::rootcause::MeshRootCause;
+    use x0tta_core::memory::MemoryKnowledge;
+    use x0tta_core::{
+        Anomaly, AnomalyKind, ContentId, Incident, KnowledgeStore, Neighbour, NodeId, Observation,
+        PeerState, Resolution, RootCauseRanker, Severity, Subject, Timestamp,
+    };
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn neighbour(p: &str, state: PeerState, loss: f64, offset: Option<i64>) -> Neighbour {
+        Neighbour {
+            id: id(p),
+            addresses: vec![],
+            rtt_ms: Some(2.0),
+            loss,
+            last_seen: Timestamp::from_millis(0),
+            state,
+            clock_offset_ms: offset,
+        }
+    }
+
+    fn incident(node: &str, at: u64, anomaly: Anomaly, resolution: Resolution) -> Incident {
+        Incident {
+            node: id(node),
+            detected_at: Timestamp::from_millis(at),
+            observation: ContentId::of(&at).unwrap(),
+            root_cause: None,
+            anomaly,
+            plan: None,
+            report: None,
+            resolution,
+        }
+    }
+
+    fn anomaly(kind: AnomalyKind, subject: Subject) -> Anomaly {
+        Anomaly::new(kind, Severity::High, 0.9, subject, "test")
+    }
+
+    fn observation(at: u64, neighbours: Vec<Neighbour>) -> Observation {
+        let mut o = Observation::new(id("a"));
+        o.at = Timestamp::from_millis(at);
+        o.neighbours = neighbours;
+        o
+    }
+
+    #[tokio::test]
+    async fn the_peer_everyone_lost_is_named_from_replicated_incidents() {
+        let k = MemoryKnowledge::new(100);
+        let now = 1_700_000_060_000;
+        let down = || anomaly(AnomalyKind::NodeFailure, Subject::Peer(id("x")));
+        k.record(&incident("b", now - 2_000, down(), Resolution::NoPlan))
+            .await
+            .unwrap();
+        k.record(&incident("c", now - 1_000, down(), Resolution::NoPlan))
+            .await
+            .unwrap();
+        // Over: a healed incident, and one older than the window, say nothing.
+        let old = anomaly(AnomalyKind::NodeFailure, Subject::Peer(id("b")));
+        k.record(&incident("c", now - 600_000, old, Resolution::NoPlan))
+            .await
+            .unwrap();
+        let healed = anomaly(AnomalyKind::CpuOverload, Subject::Host);
+        k.record(&incident("b", now - 500, healed, Resolution::Healed))
+            .await
+            .unwrap();
+
+        let obs = observation(
+            now,
+            vec![
+                neighbour("x", PeerState::Down, 1.0, None),
+                neighbour("b", PeerState::Up, 0.0, Some(3)),
+                neighbour("c", PeerState::Up, 0.0, Some(-2)),
+            ],
+        );
+        let rc = MeshRootCause::new()
+            .root_cause(&down(), &obs, &k)
+            .await
+            .expect("a root cause");
+        assert!(rc.starts_with("node x (NODE_FAILURE)"), "{rc}");
+        assert!(rc.contains("3 of 3 neighbours alarmed"), "{rc}");
+        assert!(!rc.contains("CPU_OVERLOAD"), "{rc}");
+    }
+
+    #[tokio::test]
+    async fn a_lossy_link_a_skewed_clock_and_a_service_are_named_as_such() {
+        let k = MemoryKnowledge::new(100);
+        let now = 1_700_000_060_000;
+        let r = MeshRootCause::new();
+
+        let lossy = observation(now, vec![neighbour("y", PeerState::Up, 0.6, Some(1))]);
+        let a = anomaly(AnomalyKind::LinkDegraded, Subject::Link(id("y")));
+        let rc = r.root_cause(&a, &lossy, &k).await.expect("a root cause");
+        assert!(
+            rc.starts_with("link a–y (LINK_DEGRADED)")
+                || rc.starts_with("link y–a (LINK_DEGRADED)"),
+            "{rc}"
+        );
+
+        let skewed = observation(now, vec![neighbour("z", PeerState::Up, 0.0, Some(5_000))]);
+        let a = anomaly(AnomalyKind::ClockSkew, Subject::Peer(id("z")));
+        let rc = r.root_cause(&a, &skewed, &k).await.expect("a root cause");
+        assert!(rc.starts_with("node z (CLOCK_SKEW)"), "{rc}");
+
+        let calm = observation(now, vec![neighbour("z", PeerState::Up, 0.0, Some(1))]);
+        let a = anomaly(AnomalyKind::ServiceDown, Subject::Service("web".into()));
+        let rc = r.root_cause(&a, &calm, &k).await.expect("a root cause");
+        assert!(rc.starts_with("service web on a (SERVICE_DOWN)"), "{rc}");
+    }
+}

@@ -264,4 +264,36 @@ pub trait Healer: Send + Sync {
     ) -> Result<PlanDecision, PlanError>;
     /// Runs `plan`.
     async fn execute(&self, plan: &RecoveryPlan, ctx: &ExecContext<'_>) -> ExecutionReport;
+    /// The root cause of `anomaly`, for its incident record; `knowledge` holds the recent
+    /// incidents of this node and, replicated, of its peers. The default says nothing, and
+    /// the node records the anomaly's first evidence note.
+    async fn root_cause(
+        &self,
+        _anomaly: &Anomaly,
+        _obs: &Observation,
+        _knowledge: &dyn KnowledgeStore,
+    ) -> Option<String> {
+        None
+    }
+}
+
+/// Names the likely culprit of an anomaly — a node, a link or a service — from what this
+/// node and its peers saw, for the incident record (DESIGN §11). Plugged into
+/// [`DefaultHealer`](crate::healing::DefaultHealer) with
+/// [`root_cause`](crate::healing::DefaultHealerBuilder::root_cause).
+///
+/// # Contract
+/// Bounded work per call (it runs once per new incident, in the loop); `None` when it has
+/// nothing better than the anomaly's own evidence.
+#[async_trait]
+pub trait RootCauseRanker: Send + Sync {
+    /// A name for logs.
+    fn name(&self) -> &str;
+    /// The root cause of `anomaly` with its evidence, in one line.
+    async fn root_cause(
+        &self,
+        anomaly: &Anomaly,
+        obs: &Observation,
+        knowledge: &dyn KnowledgeStore,
+    ) -> Option<String>;
 }

@@ -77,7 +77,7 @@ pub use governance::{
 pub use healer::{
     Action, ActionContext, ActionError, ActionRegistry, Detector, EmbedError, Embedder,
     ExecContext, ExecProgress, Executor, Healer, PlanContext, PlanDecision, PlanError, Planner,
-    Reobserve, Sensor, SensorError,
+    Reobserve, RootCauseRanker, Sensor, SensorError,
 };
 pub use id::{
     ContentId, EncodeError, InvalidId, MAX_NODE_ID_LEN, NodeId, from_dag_cbor, to_dag_cbor,

@@ -1116,14 +1116,20 @@ impl Node {
                 return None;
             }
         };
+        let ranked = inner
+            .healer
+            .root_cause(&anomaly, obs, inner.knowledge.as_ref())
+            .await;
         let incident = Incident {
             node: inner.id.clone(),
             detected_at: obs.at,
             observation,
-            root_cause: Some(anomaly.evidence.first().map_or_else(
-                || format!("{} on {}", anomaly.kind, anomaly.subject),
-                |e| e.note.clone(),
-            )),
+            root_cause: Some(ranked.unwrap_or_else(|| {
+                anomaly.evidence.first().map_or_else(
+                    || format!("{} on {}", anomaly.kind, anomaly.subject),
+                    |e| e.note.clone(),
+                )
+            })),
             anomaly,
             plan,
             report,

@@ -32,8 +32,8 @@ pub use statistical::{
 pub use threshold::ThresholdDetector;
 
 use crate::{
-    Anomaly, Detector, ExecContext, ExecutionReport, Executor, Healer, Observation, PlanContext,
-    PlanDecision, PlanError, Planner, Policy, RecoveryPlan,
+    Anomaly, Detector, ExecContext, ExecutionReport, Executor, Healer, KnowledgeStore, Observation,
+    PlanContext, PlanDecision, PlanError, Planner, Policy, RecoveryPlan, RootCauseRanker,
 };
 
 /// Detectors + planner + executor.
@@ -42,12 +42,17 @@ pub struct DefaultHealer {
     detectors: Vec<Arc<dyn Detector>>,
     planner: Arc<dyn Planner>,
     executor: Arc<dyn Executor>,
+    root_cause: Option<Arc<dyn RootCauseRanker>>,
 }
 
 impl std::fmt::Debug for DefaultHealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DefaultHealer")
             .field("detectors", &self.detector_names())
+            .field(
+                "root_cause",
+                &self.root_cause.as_ref().map(|r| r.name().to_string()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +63,7 @@ pub struct DefaultHealerBuilder {
     detectors: Vec<Arc<dyn Detector>>,
     planner: Option<Arc<dyn Planner>>,
     executor: Option<Arc<dyn Executor>>,
+    root_cause: Option<Arc<dyn RootCauseRanker>>,
 }
 
 impl DefaultHealerBuilder {
@@ -74,6 +80,12 @@ impl DefaultHealerBuilder {
     /// Sets the executor (default: [`DefaultExecutor`]).
     pub fn executor(mut self, e: Arc<dyn Executor>) -> Self {
         self.executor = Some(e);
+        self
+    }
+    /// Sets the root-cause ranker whose answer goes into each incident (default: none; the
+    /// incident then carries the anomaly's first evidence note).
+    pub fn root_cause(mut self, r: Arc<dyn RootCauseRanker>) -> Self {
+        self.root_cause = Some(r);
         self
     }
     /// The healer. With no detector added, it gets the standard two.
@@ -94,6 +106,7 @@ impl DefaultHealerBuilder {
             executor: self
                 .executor
                 .unwrap_or_else(|| Arc::new(DefaultExecutor::new())),
+            root_cause: self.root_cause,
         }
     }
 }
@@ -170,5 +183,17 @@ impl Healer for DefaultHealer {
 
     async fn execute(&self, plan: &RecoveryPlan, ctx: &ExecContext<'_>) -> ExecutionReport {
         self.executor.execute(plan, ctx).await
+    }
+
+    async fn root_cause(
+        &self,
+        anomaly: &Anomaly,
+        obs: &Observation,
+        knowledge: &dyn KnowledgeStore,
+    ) -> Option<String> {
+        match &self.root_cause {
+            Some(r) => r.root_cause(anomaly, obs, knowledge).await,
+            None => None,
+        }
     }
 }
