@@ -138,7 +138,6 @@ async fn wait_until(what: &str, deadline: Instant, mut f: impl FnMut() -> bool) 
     Ok(())
 }
 
-/// Runs the scenario; prints progress and the summary line.
 /// The culprit, ranked from what the nodes said about each other after `since_ms`: the
 /// overlay from every node's status file (the dead one's is its last), each `peer_down` in
 /// the event logs an accusation of NODE_FAILURE, its time the accuser's onset. Returns the
@@ -188,6 +187,7 @@ fn root_cause(procs: &[Proc], since_ms: i64) -> Result<(usize, String)> {
     }
 }
 
+/// Runs the scenario; prints progress and the summary line.
 pub(crate) async fn demo(nodes: usize) -> Result<()> {
     if !(3..=32).contains(&nodes) {
         bail!("demo mesh takes 3 to 32 nodes, not {nodes}");

@@ -986,6 +986,33 @@ fn init_and_keys_print_json_for_scripts() {
     assert_eq!(v["new"], true);
 }
 
+/// Runs the node of `config` until it writes its first status file (within 20 s), stops it
+/// with SIGTERM (it must exit 0) and returns that status.
+fn first_status(config: &str, status_file: &std::path::Path) -> serde_json::Value {
+    let _ = std::fs::remove_file(status_file);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = std::fs::read(status_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no status file written");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    status
+}
+
 #[test]
 fn model_train_show_export_and_the_node_loads_only_a_verified_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -1063,27 +1090,8 @@ fn model_train_show_export_and_the_node_loads_only_a_verified_one() {
     }
 
     // The node loads it at start and says so in its status.
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", cfg_s])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let status_file = dir.path().join("data/status.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = std::fs::read(&status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no status file written");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    let status = first_status(cfg_s, &status_file);
     assert_eq!(status["model"]["version"], 2, "{status}");
     assert_eq!(status["model"]["cid"], second["model"]["cid"]);
 
@@ -1096,26 +1104,6 @@ fn model_train_show_export_and_the_node_loads_only_a_verified_one() {
     let bad = x0tta(&["model", "show", "--config", cfg_s]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad).contains("refused"), "{}", text(&bad));
-    std::fs::remove_file(&status_file).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", cfg_s])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = std::fs::read(&status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no status file written");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    let status = first_status(cfg_s, &status_file);
     assert!(status["model"].is_null(), "{status}");
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use x0tta_analysis::graph::{GraphSage, Labelled};
-use x0tta_analysis::rootcause::{Candidate, NodeEvidence, RootCause, earliest_alarm};
+use x0tta_analysis::rootcause::RootCause;
 use x0tta_analysis::scenario::{self, CLASSES, Culprit, Fault, Scenario, ScenarioConfig};
 
 struct Args {
@@ -63,34 +63,6 @@ fn parse() -> Result<Args, String> {
         return Err("training and test seeds overlap".into());
     }
     Ok(args)
-}
-
-fn evidence(probabilities: &[Vec<f32>], s: &Scenario) -> Vec<NodeEvidence> {
-    let onsets = s.onsets();
-    probabilities
-        .iter()
-        .zip(onsets)
-        .map(|(p, onset)| NodeEvidence {
-            kinds: p
-                .iter()
-                .enumerate()
-                .filter_map(|(c, &q)| {
-                    let kind = Fault::from_class(c as u32)?.kind()?;
-                    Some((kind, q.clamp(0.0, 1.0)))
-                })
-                .collect(),
-            onset: onset.map(|o| o.tick as f64 * s.tick.as_secs_f64()),
-        })
-        .collect()
-}
-
-fn names(culprit: &Culprit, c: &Candidate) -> bool {
-    match (culprit, c) {
-        (Culprit::Node(v), Candidate::Node(u)) => v == u,
-        (Culprit::Link(a, b), Candidate::Link(x, y)) => (a, b) == (x, y),
-        (Culprit::Region(r), Candidate::Node(u)) => r.contains(u),
-        _ => false,
-    }
 }
 
 fn main() -> ExitCode {
@@ -197,31 +169,22 @@ fn eval(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let row = &mut by_fault[s.fault.class() as usize];
         row.0 += 1;
         let neighbours = s.neighbours();
-        let ev = evidence(p, s);
+        let ev = s.evidence(p);
         let t = Instant::now();
         let ranked = ranker.rank(&neighbours, &ev, 3)?;
         rank_us += t.elapsed().as_secs_f64() * 1e6;
         if ranked
             .first()
-            .is_some_and(|r| names(&s.culprit, &r.candidate))
+            .is_some_and(|r| s.culprit.named_by(&r.candidate))
         {
             top1 += 1;
             row.1 += 1;
         }
-        if ranked.iter().any(|r| names(&s.culprit, &r.candidate)) {
+        if ranked.iter().any(|r| s.culprit.named_by(&r.candidate)) {
             top3 += 1;
         }
-        let onsets: Vec<Option<(f64, f64)>> = s
-            .onsets()
-            .iter()
-            .map(|o| o.map(|o| (o.tick as f64, f64::from(o.magnitude))))
-            .collect();
         // The baseline names a node; for a broken link either end counts.
-        let hit = earliest_alarm(&onsets).is_some_and(|v| match &s.culprit {
-            Culprit::Link(a, b) => v == *a || v == *b,
-            c => names(c, &Candidate::Node(v)),
-        });
-        if hit {
+        if s.earliest_alarm().is_some_and(|v| s.culprit.involves(v)) {
             first += 1;
             row.2 += 1;
         }

@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use x0tta_core::{Envelope, NodeId, Signer, Verifier, from_dag_cbor, to_dag_cbor};
+use x0tta_core::{
+    Envelope, NodeId, Signer, Verifier, from_canonical_dag_cbor, from_dag_cbor, to_dag_cbor,
+};
 
 use crate::graph::{GraphError, GraphSage, Labelled, MODEL, SageConfig};
 
@@ -143,15 +145,7 @@ pub fn aggregate(rule: Rule, updates: &[Vec<f32>]) -> Result<Vec<f32>, FlError> 
     let d = same_length(updates)?;
     let n = updates.len();
     match rule {
-        Rule::FedAvg => {
-            let mut out = vec![0.0f64; d];
-            for u in updates {
-                for (o, x) in out.iter_mut().zip(u) {
-                    *o += f64::from(*x);
-                }
-            }
-            Ok(out.into_iter().map(|x| (x / n as f64) as f32).collect())
-        }
+        Rule::FedAvg => Ok(mean(updates.iter(), d)),
         Rule::Median | Rule::TrimmedMean { .. } => {
             let drop = match rule {
                 Rule::TrimmedMean { trim } => {
@@ -213,13 +207,24 @@ pub fn aggregate(rule: Rule, updates: &[Vec<f32>]) -> Result<Vec<f32>, FlError> 
             // Multi-Krum: the mean of the n − f best-scored updates.
             let mut scored: Vec<(usize, f64)> = (0..n).map(|i| (i, score(i))).collect();
             scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            let chosen: Vec<Vec<f32>> = scored[..n - f]
-                .iter()
-                .map(|(i, _)| updates[*i].clone())
-                .collect();
-            aggregate(Rule::FedAvg, &chosen)
+            Ok(mean(scored[..n - f].iter().map(|(i, _)| &updates[*i]), d))
         }
     }
+}
+
+/// The coordinate-wise mean of `rows` (each `d` long; at least one).
+fn mean<'a>(rows: impl Iterator<Item = &'a Vec<f32>>, d: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f64; d];
+    let mut n = 0usize;
+    for r in rows {
+        for (o, x) in sum.iter_mut().zip(r) {
+            *o += f64::from(*x);
+        }
+        n += 1;
+    }
+    sum.into_iter()
+        .map(|x| (x / n.max(1) as f64) as f32)
+        .collect()
 }
 
 /// The L2 norm of `v`.
@@ -372,12 +377,8 @@ impl Federation {
         if bytes.len() > MAX_UPDATE_BYTES {
             return Err(FlError::TooLarge(bytes.len()));
         }
-        let env: Envelope = from_dag_cbor(bytes).map_err(|e| FlError::Malformed(e.to_string()))?;
-        if to_dag_cbor(&env).map_err(|e| FlError::Malformed(e.to_string()))? != bytes {
-            return Err(FlError::Malformed(
-                "not the canonical DAG-CBOR encoding of its content".into(),
-            ));
-        }
+        let env: Envelope =
+            from_canonical_dag_cbor(bytes).map_err(|e| FlError::Malformed(e.to_string()))?;
         let payload = env
             .open(verifier, FL_CONTEXT)
             .map_err(|e| FlError::Rejected(e.to_string()))?;

@@ -24,7 +24,9 @@ use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use x0tta_core::{ContentId, Envelope, Signer, Verifier, from_dag_cbor, to_dag_cbor};
+use x0tta_core::{
+    ContentId, Envelope, Signer, Verifier, from_canonical_dag_cbor, from_dag_cbor, to_dag_cbor,
+};
 
 /// Signing context of `patterns.bin`.
 pub const PATTERNS_CONTEXT: &[u8] = b"x0tta/patterns/v1";
@@ -34,8 +36,15 @@ pub const PATTERNS_FORMAT: &str = "x0tta/patterns/1";
 pub const MODEL: &str = "graphsage-mean-2";
 /// Largest `patterns.bin` accepted.
 pub const MAX_PATTERNS_BYTES: usize = 16 << 20;
-/// The weights of a model, in [`GraphSage::parameters`] order.
-const WEIGHT_NAMES: [&str; 4] = ["l1.weight", "l1.bias", "l2.weight", "l2.bias"];
+/// The weights of a model of shape `c`, names and shapes, in [`GraphSage::parameters`] order.
+fn layout(c: SageConfig) -> [(&'static str, Vec<usize>); 4] {
+    [
+        ("l1.weight", vec![c.hidden, 2 * c.features]),
+        ("l1.bias", vec![c.hidden]),
+        ("l2.weight", vec![c.classes, 2 * c.hidden]),
+        ("l2.bias", vec![c.classes]),
+    ]
+}
 
 /// What can go wrong building, training, saving or loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -323,14 +332,7 @@ impl GraphSage {
     /// Sets the weights: `l1.weight` (hidden × 2·features), `l1.bias` (hidden),
     /// `l2.weight` (classes × 2·hidden), `l2.bias` (classes), as row-major values.
     pub fn set_weights(&mut self, weights: &HashMap<&str, Vec<f32>>) -> Result<(), GraphError> {
-        let c = self.cfg;
-        let shapes: [(&str, &[usize]); 4] = [
-            ("l1.weight", &[c.hidden, 2 * c.features]),
-            ("l1.bias", &[c.hidden]),
-            ("l2.weight", &[c.classes, 2 * c.hidden]),
-            ("l2.bias", &[c.classes]),
-        ];
-        for (name, shape) in shapes {
+        for (name, shape) in layout(self.cfg) {
             let v = weights
                 .get(name)
                 .ok_or_else(|| GraphError::Invalid(format!("{name} missing")))?;
@@ -343,8 +345,10 @@ impl GraphSage {
 
     /// Number of weights: what [`parameters`](Self::parameters) returns.
     pub fn parameter_count(&self) -> usize {
-        let c = self.cfg;
-        c.hidden * 2 * c.features + c.hidden + c.classes * 2 * c.hidden + c.classes
+        layout(self.cfg)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
     }
 
     /// Every weight, flattened in a fixed order (`l1.weight`, `l1.bias`, `l2.weight`,
@@ -356,7 +360,7 @@ impl GraphSage {
             .lock()
             .map_err(|_| GraphError::Invalid("the weight table is poisoned".into()))?;
         let mut out = Vec::with_capacity(self.parameter_count());
-        for name in WEIGHT_NAMES {
+        for (name, _) in layout(self.cfg) {
             let v = vars
                 .get(name)
                 .ok_or_else(|| GraphError::Invalid(format!("{name} missing")))?;
@@ -374,16 +378,10 @@ impl GraphSage {
                 self.parameter_count()
             )));
         }
-        let c = self.cfg;
-        let sizes = [
-            c.hidden * 2 * c.features,
-            c.hidden,
-            c.classes * 2 * c.hidden,
-            c.classes,
-        ];
         let mut at = 0;
         let mut weights = HashMap::new();
-        for (name, n) in WEIGHT_NAMES.into_iter().zip(sizes) {
+        for (name, shape) in layout(self.cfg) {
+            let n: usize = shape.iter().product();
             weights.insert(name, flat[at..at + n].to_vec());
             at += n;
         }
@@ -508,7 +506,7 @@ impl GraphSage {
         let env = Envelope::seal(signer, PATTERNS_CONTEXT, payload)
             .map_err(|e| GraphError::Rejected(e.to_string()))?;
         let bytes = to_dag_cbor(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
-        let id = ContentId::of(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        let id = ContentId::of_dag_cbor(&bytes);
         Ok((bytes, id))
     }
 
@@ -525,16 +523,9 @@ impl GraphSage {
                 bytes.len()
             )));
         }
+        // Only the canonical bytes are the file that was signed and addressed.
         let env: Envelope =
-            from_dag_cbor(bytes).map_err(|e| GraphError::Malformed(e.to_string()))?;
-        // The decoder accepts some encodings that are not DAG-CBOR's canonical one (a map key
-        // of another type that it skips, say). Only the canonical bytes are the file that was
-        // signed and addressed: anything else is refused.
-        if to_dag_cbor(&env).map_err(|e| GraphError::Malformed(e.to_string()))? != bytes {
-            return Err(GraphError::Malformed(
-                "not the canonical DAG-CBOR encoding of its content".into(),
-            ));
-        }
+            from_canonical_dag_cbor(bytes).map_err(|e| GraphError::Malformed(e.to_string()))?;
         let payload = env
             .open(verifier, PATTERNS_CONTEXT)
             .map_err(|e| GraphError::Rejected(e.to_string()))?;
@@ -549,7 +540,7 @@ impl GraphSage {
         let mut model = Self::new(p.config, 0)?;
         let tensors = candle_core::safetensors::load_buffer(&p.weights, &model.device)
             .map_err(|e| GraphError::Malformed(format!("weights: {e}")))?;
-        for name in WEIGHT_NAMES {
+        for (name, _) in layout(p.config) {
             let t = tensors
                 .get(name)
                 .ok_or_else(|| GraphError::Mismatch(format!("weights lack {name}")))?;
@@ -558,8 +549,7 @@ impl GraphSage {
                 .set_one(name, t)
                 .map_err(|e| GraphError::Mismatch(format!("{name}: {e}")))?;
         }
-        let id = ContentId::of(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
-        Ok((model, p.version, id))
+        Ok((model, p.version, ContentId::of_dag_cbor(bytes)))
     }
 }
 

@@ -31,8 +31,9 @@
 //! The examples `graph_eval`, `fl_eval` and `calibration_eval` (feature `eval`) measure them;
 //! docs/PERFORMANCE.md has the figures.
 //!
-//! Still to come (issue 9): detectors at HTM's level on NAB, the ranker and the graph model
-//! inside the running node's incidents, and federated rounds between running nodes.
+//! In the running node, [`rootcause::MeshRootCause`] names the root cause of every incident.
+//! Still to come (issue 9): detectors at HTM's level on NAB, the graph model scoring live
+//! neighbourhoods, and federated rounds between running nodes.
 //!
 //! ```no_run
 //! use std::path::Path;

@@ -56,6 +56,7 @@ use x0tta_core::{AnomalyKind, InvalidId, NodeId, PeerState, Transport};
 use x0tta_mesh::sim::{LinkSpec, SimConfig, SimError, SimNetwork};
 
 use crate::graph::{Graph, GraphError, GraphSage, Labelled, SageConfig};
+use crate::rootcause::{Candidate, NodeEvidence};
 
 /// Features per node report.
 pub const FEATURES: usize = 10;
@@ -163,6 +164,29 @@ pub enum Culprit {
     Link(usize, usize),
     /// A region cut off: any of its nodes names it.
     Region(Vec<usize>),
+}
+
+impl Culprit {
+    /// Whether the ranker's `candidate` names this culprit (any node of a region does).
+    pub fn named_by(&self, candidate: &Candidate) -> bool {
+        match (self, candidate) {
+            (Self::Node(v), Candidate::Node(u)) => v == u,
+            (Self::Link(a, b), Candidate::Link(x, y)) => (a, b) == (x, y),
+            (Self::Region(r), Candidate::Node(u)) => r.contains(u),
+            _ => false,
+        }
+    }
+
+    /// Whether node `v` is part of it: the node, an end of the link, a node of the region
+    /// (how a baseline that can only name nodes is scored).
+    pub fn involves(&self, v: usize) -> bool {
+        match self {
+            Self::Node(u) => *u == v,
+            Self::Link(a, b) => *a == v || *b == v,
+            Self::Region(r) => r.contains(&v),
+            Self::None => false,
+        }
+    }
 }
 
 /// Shape and timing of a scenario.
@@ -278,12 +302,7 @@ impl Scenario {
 
     /// Every node's neighbours.
     pub fn neighbours(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.len()];
-        for &(a, b) in &self.edges {
-            out[a].push(b);
-            out[b].push(a);
-        }
-        out
+        adjacency(self.len(), &self.edges)
     }
 
     /// The last tick's reports on the overlay, with the injector's labels: one training or
@@ -296,6 +315,38 @@ impl Scenario {
             )?,
             labels: self.labels.clone(),
         })
+    }
+
+    /// Evidence for the root-cause ranker: a classifier's class probabilities for every node
+    /// (in class order, as [`GraphSage::probabilities`] gives them) with each node's alarm
+    /// onset, in seconds after the fault.
+    pub fn evidence(&self, probabilities: &[Vec<f32>]) -> Vec<NodeEvidence> {
+        probabilities
+            .iter()
+            .zip(self.onsets())
+            .map(|(p, onset)| NodeEvidence {
+                kinds: p
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(c, &q)| {
+                        let kind = Fault::from_class(c as u32)?.kind()?;
+                        Some((kind, q.clamp(0.0, 1.0)))
+                    })
+                    .collect(),
+                onset: onset.map(|o| o.tick as f64 * self.tick.as_secs_f64()),
+            })
+            .collect()
+    }
+
+    /// The "earliest alarm" baseline's answer: the node that alarmed first after the fault
+    /// (ties: the larger excess).
+    pub fn earliest_alarm(&self) -> Option<usize> {
+        let onsets: Vec<Option<(f64, f64)>> = self
+            .onsets()
+            .iter()
+            .map(|o| o.map(|o| (o.tick as f64, f64::from(o.magnitude))))
+            .collect();
+        crate::rootcause::earliest_alarm(&onsets)
     }
 
     /// Each node's first alarm at or after the fault tick.
@@ -365,11 +416,40 @@ pub fn run(seed: u64, fault: Fault, cfg: &ScenarioConfig) -> Result<Scenario, Sc
             "at least 8 nodes, degree 2 and a non-zero tick".into(),
         ));
     }
+    paused_runtime()?.block_on(simulate(seed, fault, cfg))
+}
+
+/// A single-threaded runtime on tokio's paused clock: simulated time runs as fast as the
+/// work allows, and a run is deterministic from its seed.
+fn paused_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
-        .build()?
-        .block_on(simulate(seed, fault, cfg))
+        .build()
+}
+
+/// The overlay links among `ids`, `(low, high)`, sorted.
+fn overlay(net: &SimNetwork, ids: &[NodeId]) -> Vec<(usize, usize)> {
+    let index: HashMap<&NodeId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut edges = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        for peer in net.overlay_neighbours(id) {
+            if let Some(&j) = index.get(&peer) {
+                edges.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    edges.into_iter().collect()
+}
+
+/// Each of `n` nodes' neighbours over `edges`.
+fn adjacency(n: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        out[a].push(b);
+        out[b].push(a);
+    }
+    out
 }
 
 /// One scenario per fault for each seed of `seeds`, in seed then class order.
@@ -588,21 +668,8 @@ async fn simulate(
     for id in &ids {
         nodes.push(net.join(id.clone())?);
     }
-    let index: HashMap<&NodeId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
-    let mut edges = BTreeSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        for peer in net.overlay_neighbours(id) {
-            if let Some(&j) = index.get(&peer) {
-                edges.insert((i.min(j), i.max(j)));
-            }
-        }
-    }
-    let edges: Vec<(usize, usize)> = edges.into_iter().collect();
-    let mut neighbours = vec![Vec::new(); ids.len()];
-    for &(a, b) in &edges {
-        neighbours[a].push(b);
-        neighbours[b].push(a);
-    }
+    let edges = overlay(&net, &ids);
+    let neighbours = adjacency(ids.len(), &edges);
     // Benign background: every clock a little off, a few links a little slow.
     for id in &ids {
         net.set_clock_skew(id, rng.random_range(-150..150))?;
@@ -839,112 +906,98 @@ pub fn heal_trial(seed: u64, fault: Fault, cfg: &HealConfig) -> Result<HealTrial
             "at least 8 nodes, degree 2 and a loss below 1".into(),
         ));
     }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()?
-        .block_on(async move {
-            let mut rng = SmallRng::seed_from_u64(mix(seed, 0x4ea1));
-            let loss = rng.random_range(0.0..=cfg.max_loss);
-            let net = SimNetwork::new(
-                seed,
-                SimConfig {
-                    degree: cfg.degree,
-                    loss,
-                    ..SimConfig::default()
-                },
-            );
-            let ids: Vec<NodeId> = (0..cfg.nodes)
-                .map(|i| NodeId::new(format!("n{i}")))
-                .collect::<Result<_, _>>()?;
-            for id in &ids {
-                net.join(id.clone())?;
-            }
-            tokio::time::sleep(cfg.warmup).await;
-            let victim = rng.random_range(0..ids.len());
-            // Pairs (observer, observed) that must see each other up again.
-            let mut watch: Vec<(NodeId, NodeId)> = Vec::new();
-            let normal = LinkSpec {
-                latency: net.config().latency,
+    paused_runtime()?.block_on(async move {
+        let mut rng = SmallRng::seed_from_u64(mix(seed, 0x4ea1));
+        let loss = rng.random_range(0.0..=cfg.max_loss);
+        let net = SimNetwork::new(
+            seed,
+            SimConfig {
+                degree: cfg.degree,
                 loss,
-            };
-            let mut broken_link = None;
-            match fault {
-                Fault::NodeCrash => {
-                    net.crash(&ids[victim])?;
-                    for n in net.overlay_neighbours(&ids[victim]) {
-                        watch.push((n, ids[victim].clone()));
-                    }
+                ..SimConfig::default()
+            },
+        );
+        let ids: Vec<NodeId> = (0..cfg.nodes)
+            .map(|i| NodeId::new(format!("n{i}")))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            net.join(id.clone())?;
+        }
+        tokio::time::sleep(cfg.warmup).await;
+        let victim = rng.random_range(0..ids.len());
+        // Pairs (observer, observed) that must see each other up again.
+        let mut watch: Vec<(NodeId, NodeId)> = Vec::new();
+        let normal = LinkSpec {
+            latency: net.config().latency,
+            loss,
+        };
+        let mut broken_link = None;
+        match fault {
+            Fault::NodeCrash => {
+                net.crash(&ids[victim])?;
+                for n in net.overlay_neighbours(&ids[victim]) {
+                    watch.push((n, ids[victim].clone()));
                 }
-                Fault::LinkDegraded => {
-                    let peers = net.overlay_neighbours(&ids[victim]);
-                    let Some(other) = peers.get(rng.random_range(0..peers.len().max(1))) else {
-                        return Err(ScenarioError::Invalid("a node without neighbours".into()));
-                    };
-                    net.set_link(
-                        &ids[victim],
-                        other,
-                        LinkSpec {
-                            latency: Duration::from_millis(200),
-                            loss: 0.9,
-                        },
-                    )?;
-                    watch.push((ids[victim].clone(), other.clone()));
-                    watch.push((other.clone(), ids[victim].clone()));
-                    broken_link = Some(other.clone());
-                }
-                _ => {
-                    let index: HashMap<&NodeId, usize> =
-                        ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
-                    let neighbours: Vec<Vec<usize>> = ids
-                        .iter()
-                        .map(|id| {
-                            net.overlay_neighbours(id)
-                                .iter()
-                                .filter_map(|p| index.get(p).copied())
-                                .collect()
-                        })
-                        .collect();
-                    let cut = region(&neighbours, victim, rng.random_range(3..=5));
-                    net.partition(&[cut.iter().map(|&v| ids[v].clone()).collect()]);
-                    for &v in &cut {
-                        for &u in neighbours[v].iter().filter(|u| !cut.contains(u)) {
-                            watch.push((ids[u].clone(), ids[v].clone()));
-                            watch.push((ids[v].clone(), ids[u].clone()));
-                        }
+            }
+            Fault::LinkDegraded => {
+                let peers = net.overlay_neighbours(&ids[victim]);
+                let Some(other) = peers.get(rng.random_range(0..peers.len().max(1))) else {
+                    return Err(ScenarioError::Invalid("a node without neighbours".into()));
+                };
+                net.set_link(
+                    &ids[victim],
+                    other,
+                    LinkSpec {
+                        latency: Duration::from_millis(200),
+                        loss: 0.9,
+                    },
+                )?;
+                watch.push((ids[victim].clone(), other.clone()));
+                watch.push((other.clone(), ids[victim].clone()));
+                broken_link = Some(other.clone());
+            }
+            _ => {
+                let neighbours = adjacency(ids.len(), &overlay(&net, &ids));
+                let cut = region(&neighbours, victim, rng.random_range(3..=5));
+                net.partition(&[cut.iter().map(|&v| ids[v].clone()).collect()]);
+                for &v in &cut {
+                    for &u in neighbours[v].iter().filter(|u| !cut.contains(u)) {
+                        watch.push((ids[u].clone(), ids[v].clone()));
+                        watch.push((ids[v].clone(), ids[u].clone()));
                     }
                 }
             }
-            tokio::time::sleep(cfg.detect).await;
-            match fault {
-                Fault::NodeCrash => net.restart(&ids[victim])?,
-                Fault::LinkDegraded => {
-                    if let Some(other) = &broken_link {
-                        net.set_link(&ids[victim], other, normal)?;
-                    }
+        }
+        tokio::time::sleep(cfg.detect).await;
+        match fault {
+            Fault::NodeCrash => net.restart(&ids[victim])?,
+            Fault::LinkDegraded => {
+                if let Some(other) = &broken_link {
+                    net.set_link(&ids[victim], other, normal)?;
                 }
-                _ => net.heal(),
             }
-            let start = tokio::time::Instant::now();
-            let step = Duration::from_millis(50);
-            let mut recovery = None;
-            while start.elapsed() <= cfg.deadline {
-                if watch
-                    .iter()
-                    .all(|(a, b)| net.peer_state(a, b) == Some(PeerState::Up))
-                {
-                    recovery = Some(start.elapsed());
-                    break;
-                }
-                tokio::time::sleep(step).await;
+            _ => net.heal(),
+        }
+        let start = tokio::time::Instant::now();
+        let step = Duration::from_millis(50);
+        let mut recovery = None;
+        while start.elapsed() <= cfg.deadline {
+            if watch
+                .iter()
+                .all(|(a, b)| net.peer_state(a, b) == Some(PeerState::Up))
+            {
+                recovery = Some(start.elapsed());
+                break;
             }
-            net.shutdown();
-            Ok(HealTrial {
-                fault,
-                remedy: name,
-                loss,
-                healed: recovery.is_some(),
-                recovery,
-            })
+            tokio::time::sleep(step).await;
+        }
+        net.shutdown();
+        Ok(HealTrial {
+            fault,
+            remedy: name,
+            loss,
+            healed: recovery.is_some(),
+            recovery,
         })
+    })
 }

@@ -175,6 +175,31 @@ pub fn from_dag_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, 
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| EncodeError(e.to_string()))
 }
 
+/// Decodes a DAG-CBOR record that must arrive in its canonical encoding: the decoder alone
+/// accepts some other encodings (a map key of another type, which it skips), and for a signed,
+/// content-addressed record only the canonical bytes are the ones that were signed and
+/// addressed.
+///
+/// ```
+/// use x0tta_core::{from_canonical_dag_cbor, to_dag_cbor};
+/// let bytes = to_dag_cbor(&(1u8, "a"))?;
+/// assert_eq!(from_canonical_dag_cbor::<(u8, String)>(&bytes)?, (1, "a".to_string()));
+/// // 1 written in two bytes (0x18 0x01) decodes, but is not the canonical encoding.
+/// assert!(from_canonical_dag_cbor::<(u8, String)>(&[0x82, 0x18, 0x01, 0x61, b'a']).is_err());
+/// # Ok::<(), x0tta_core::EncodeError>(())
+/// ```
+pub fn from_canonical_dag_cbor<T: Serialize + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, EncodeError> {
+    let record: T = from_dag_cbor(bytes)?;
+    if to_dag_cbor(&record)? != bytes {
+        return Err(EncodeError(
+            "not the canonical DAG-CBOR encoding of its content".into(),
+        ));
+    }
+    Ok(record)
+}
+
 impl FromStr for ContentId {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -80,7 +80,8 @@ pub use healer::{
     Reobserve, RootCauseRanker, Sensor, SensorError,
 };
 pub use id::{
-    ContentId, EncodeError, InvalidId, MAX_NODE_ID_LEN, NodeId, from_dag_cbor, to_dag_cbor,
+    ContentId, EncodeError, InvalidId, MAX_NODE_ID_LEN, NodeId, from_canonical_dag_cbor,
+    from_dag_cbor, to_dag_cbor,
 };
 pub use knowledge::{
     KnowledgeError, KnowledgeStore, MergeOutcome, PLAN_STATS_SCAN, SearchFilter, SearchHit,
