@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("detector", name), &values, |b, values| {
             b.iter(|| {
                 let mut d: Box<dyn StreamingDetector> = make();
+                d.expect_range(-5.0, 10.0);
                 let mut last = 0.0;
                 for (t, x) in ts.iter().zip(values) {
                     last = d.score(*t, *x);
@@ -78,6 +79,7 @@ fn bench(c: &mut Criterion) {
         .map(|s| {
             detectors::run(
                 detectors::by_name("windowedGaussian").expect("shipped"),
+                None,
                 &s.timestamps,
                 &s.values,
             )

@@ -45,7 +45,7 @@
 //! let scores: Vec<Vec<f64>> = corpus
 //!     .series
 //!     .iter()
-//!     .map(|s| detectors::run(make, &s.timestamps, &s.values))
+//!     .map(|s| detectors::run(make, detectors::range_of(&s.values), &s.timestamps, &s.values))
 //!     .collect();
 //! for profile in nab::Profile::all() {
 //!     let r = nab::evaluate(&corpus, &scores, &profile);

@@ -1,10 +1,12 @@
 //! Streaming anomaly detectors: one value at a time, a score in [0, 1] for it before the next
 //! is seen.
 
+mod context;
 mod cusum;
 mod ensemble;
 mod windowed_gaussian;
 
+pub use context::{ContextConfig, ContextMemory};
 pub use cusum::CoreCusum;
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use windowed_gaussian::WindowedGaussian;
@@ -17,6 +19,11 @@ pub trait StreamingDetector: Send {
     fn name(&self) -> &'static str;
     /// Scores `value`, observed at `timestamp` (seconds), and learns from it.
     fn score(&mut self, timestamp: i64, value: f64) -> f64;
+    /// The range the metric's values take, when it is known before the first point: a
+    /// percentage lies in 0..=100, and NAB hands every detector its file's minimum and
+    /// maximum (`inputMin`, `inputMax` in NAB's `base.py`). Called at most once, before the
+    /// first [`score`](Self::score); detectors that have no use for it ignore it.
+    fn expect_range(&mut self, _min: f64, _max: f64) {}
 }
 
 /// Makes a fresh detector (one per series).
@@ -34,19 +41,50 @@ pub fn by_name(name: &str) -> Option<DetectorFactory> {
         "windowedGaussian" => Some(|| Box::new(WindowedGaussian::new())),
         "ensemble" => Some(|| Box::new(Ensemble::default())),
         "cusum" => Some(|| Box::new(CoreCusum::default())),
+        "context" => Some(|| Box::new(ContextMemory::default())),
         _ => None,
     }
 }
 
 /// Names [`by_name`] knows.
-pub const NAMES: [&str; 3] = ["windowedGaussian", "ensemble", "cusum"];
+pub const NAMES: [&str; 4] = ["windowedGaussian", "ensemble", "cusum", "context"];
 
-/// Scores every point of `values` with a fresh detector from `make`.
-pub fn run(make: DetectorFactory, timestamps: &[i64], values: &[f64]) -> Vec<f64> {
+/// Scores every point of `values` with a fresh detector from `make`, told `range` first when
+/// it is given.
+///
+/// ```
+/// use x0tta_analysis::detectors::{self, range_of};
+/// let values = [1.0, 2.0, 1.0, 2.0, 9.0];
+/// let ts = [0, 1, 2, 3, 4];
+/// let make = detectors::by_name("context").expect("shipped");
+/// let scores = detectors::run(make, range_of(&values), &ts, &values);
+/// assert_eq!(scores.len(), values.len());
+/// ```
+pub fn run(
+    make: DetectorFactory,
+    range: Option<(f64, f64)>,
+    timestamps: &[i64],
+    values: &[f64],
+) -> Vec<f64> {
     let mut d = make();
+    if let Some((min, max)) = range {
+        d.expect_range(min, max);
+    }
     timestamps
         .iter()
         .zip(values)
         .map(|(t, v)| d.score(*t, *v))
         .collect()
+}
+
+/// The smallest and largest finite value of `values` (NAB's `inputMin`, `inputMax`); `None`
+/// when there is none.
+pub fn range_of(values: &[f64]) -> Option<(f64, f64)> {
+    values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |r, &v| match r {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((v.min(lo), v.max(hi))),
+        })
 }
