@@ -196,10 +196,13 @@ pub(crate) async fn assemble(
         .embedder(Arc::new(LexicalEmbedder))
         .policy_handle(live)
         .governance(Arc::new(dao.clone()))
-        // The standard detectors, with the culprit ranked from this node's and its peers'
-        // reports in every incident.
+        // The standard detectors plus a streaming one per resource metric, with the culprit
+        // ranked from this node's and its peers' reports in every incident.
         .healer(Arc::new(
             x0tta_core::healing::DefaultHealer::builder()
+                .detector(Arc::new(x0tta_core::healing::ThresholdDetector::new()))
+                .detector(Arc::new(x0tta_core::healing::StatisticalDetector::new()))
+                .detector(Arc::new(x0tta_analysis::PerMetricDetector::context()))
                 .root_cause(Arc::new(x0tta_analysis::rootcause::MeshRootCause::new()))
                 .build(),
         ))

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use x0tta_core::healing::{MAX_TRACKED_METRICS, metric_anomaly};
+use x0tta_core::names;
 use x0tta_core::{Anomaly, Detector, Evidence, Observation, Policy, Severity};
 
 use crate::detectors::{DetectorFactory, StreamingDetector};
@@ -13,9 +14,37 @@ use crate::detectors::{DetectorFactory, StreamingDetector};
 /// its 58 series (docs/PERFORMANCE.md).
 pub const DEFAULT_THRESHOLD: f64 = 0.6029;
 
+/// The threshold NAB's standard profile chose for the [`ContextMemory`] detector over its 58
+/// series (docs/PERFORMANCE.md); [`PerMetricDetector::context`] uses it.
+///
+/// [`ContextMemory`]: crate::detectors::ContextMemory
+pub const CONTEXT_THRESHOLD: f64 = 0.7731;
+
 /// Points each metric is learnt from before it can raise anomalies (NAB's probationary
 /// period, for a series of a few hundred points).
 pub const DEFAULT_WARMUP: u64 = 60;
+
+/// The range a metric's values take by definition, when it has one: percentages and ratios.
+///
+/// ```
+/// use x0tta_analysis::per_metric::known_range;
+/// assert_eq!(known_range("host.cpu.percent"), Some((0.0, 100.0)));
+/// assert_eq!(known_range("service.web.cpu_percent"), Some((0.0, 100.0)));
+/// assert_eq!(known_range("mesh.loss_ratio"), Some((0.0, 1.0)));
+/// assert_eq!(known_range("mesh.rtt_ms"), None);
+/// ```
+pub fn known_range(metric: &str) -> Option<(f64, f64)> {
+    match metric {
+        names::CPU_PERCENT | names::MEMORY_PERCENT | names::DISK_PERCENT => Some((0.0, 100.0)),
+        names::MESH_LOSS => Some((0.0, 1.0)),
+        _ if metric.starts_with("service.")
+            && metric.ends_with(&format!(".{}", names::SERVICE_CPU_PERCENT)) =>
+        {
+            Some((0.0, 100.0))
+        }
+        _ => None,
+    }
+}
 
 struct Track {
     detector: Box<dyn StreamingDetector>,
@@ -33,10 +62,15 @@ struct State {
 }
 
 /// Runs one streaming detector per resource metric (CPU, memory, disk, mesh RTT and loss,
-/// per-service memory and CPU: the metrics [`metric_anomaly`] knows) and raises an anomaly
+/// per-service memory and CPU: the metrics [`metric_anomaly`] knows) and raises a LOW anomaly
 /// of that metric's kind when a point scores at or above the threshold and lies above the
-/// metric's slow mean. At most [`MAX_TRACKED_METRICS`] metrics are tracked; at the bound
-/// the one unseen for longest is forgotten.
+/// metric's slow mean. A detector is told the metric's [`known_range`] before its first point.
+/// At most [`MAX_TRACKED_METRICS`] metrics are tracked; at the bound the one unseen for
+/// longest is forgotten.
+///
+/// It runs while the policy's `statistical.enabled` is set. Its anomalies are LOW: a surprise, not a failure (plan templates act from MEDIUM by
+/// default; the threshold and statistical detectors raise those). They become incidents, with
+/// the score in the evidence, and feed the root-cause ranking.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -78,6 +112,13 @@ impl PerMetricDetector {
         }
     }
 
+    /// One [`ContextMemory`](crate::detectors::ContextMemory) per metric, alarming at
+    /// [`CONTEXT_THRESHOLD`]: the detector node-ref runs.
+    pub fn context() -> Self {
+        Self::new(|| Box::new(crate::detectors::ContextMemory::default()))
+            .threshold(CONTEXT_THRESHOLD)
+    }
+
     /// Raises anomalies at scores of `threshold` and above (clamped to 0..=1).
     pub fn threshold(mut self, threshold: f64) -> Self {
         self.threshold = if threshold.is_finite() {
@@ -100,7 +141,11 @@ impl Detector for PerMetricDetector {
         &self.name
     }
 
-    fn detect(&self, obs: &Observation, _policy: &Policy) -> Vec<Anomaly> {
+    fn detect(&self, obs: &Observation, policy: &Policy) -> Vec<Anomaly> {
+        // The policy's switch for streaming statistics covers this detector too.
+        if !policy.statistical.enabled {
+            return Vec::new();
+        }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.observations += 1;
         let now = state.observations;
@@ -125,15 +170,18 @@ impl Detector for PerMetricDetector {
                 }
             }
             let make = self.make;
-            let t = state
-                .by_metric
-                .entry(metric.clone())
-                .or_insert_with(|| Track {
-                    detector: make(),
+            let t = state.by_metric.entry(metric.clone()).or_insert_with(|| {
+                let mut detector = make();
+                if let Some((min, max)) = known_range(metric) {
+                    detector.expect_range(min, max);
+                }
+                Track {
+                    detector,
                     points: 0,
                     level: x,
                     seen: now,
-                });
+                }
+            });
             t.seen = now;
             t.points += 1;
             let score = t.detector.score(secs, x);
@@ -142,13 +190,8 @@ impl Detector for PerMetricDetector {
             if t.points <= self.warmup || score < self.threshold || x <= level {
                 continue;
             }
-            let severity = if score >= 0.999 {
-                Severity::Medium
-            } else {
-                Severity::Low
-            };
             out.push(
-                Anomaly::new(kind, severity, score, subject, self.name.clone()).with_evidence(
+                Anomaly::new(kind, Severity::Low, score, subject, self.name.clone()).with_evidence(
                     Evidence {
                         signal: metric.clone(),
                         value: Some(x),
@@ -220,6 +263,30 @@ mod tests {
         }
         let tracked = d.state.lock().map(|s| s.by_metric.len()).unwrap_or(0);
         assert_eq!(tracked, 1, "only the known metric is tracked");
+    }
+
+    #[test]
+    fn the_context_detector_is_told_known_ranges_and_obeys_the_policy_switch() {
+        let d = PerMetricDetector::context();
+        let mut off = Policy::default();
+        off.statistical.enabled = false;
+        for i in 0..400 {
+            let v = if i < 300 { 20.0 + (i % 3) as f64 } else { 97.0 };
+            assert!(d.detect(&obs(&[("host.cpu.percent", v)]), &off).is_empty());
+        }
+        let p = Policy::default();
+        let mut raised = Vec::new();
+        for i in 0..400 {
+            let v = if i < 300 { 20.0 + (i % 3) as f64 } else { 97.0 };
+            raised.extend(d.detect(&obs(&[("host.cpu.percent", v)]), &p));
+        }
+        assert_eq!(raised.len(), 1, "one alarm for one jump: {raised:?}");
+        let a = &raised[0];
+        assert_eq!(
+            (a.kind, a.severity),
+            (AnomalyKind::CpuOverload, Severity::Low)
+        );
+        assert_eq!(a.detector, "stream:context");
     }
 
     #[test]

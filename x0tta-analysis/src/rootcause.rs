@@ -431,6 +431,12 @@ pub fn evidence_from_accusations(
 /// about a node's own host or services count as that node's own evidence with the anomaly's
 /// confidence. [`RootCause::rank`] then names the culprit.
 ///
+/// Similar past incidents set the priors: the knowledge store's search for the anomaly's text
+/// (same kind, older than the window, at most 20 hits) returns earlier incidents; in each
+/// healed one, the culprit named first was blamed and the runner-up cleared. A candidate
+/// blamed `b` times and cleared `c` times has its score multiplied by `(1 + b) / (1 + c)`,
+/// within 0.5..=2, and the incident's evidence says so.
+///
 /// ```
 /// use std::sync::Arc;
 /// use x0tta_analysis::rootcause::MeshRootCause;
@@ -441,6 +447,7 @@ pub fn evidence_from_accusations(
 pub struct MeshRootCause {
     window: std::time::Duration,
     recent: usize,
+    similar: usize,
 }
 
 impl Default for MeshRootCause {
@@ -460,6 +467,7 @@ impl MeshRootCause {
         Self {
             window: std::time::Duration::from_secs(60),
             recent: 256,
+            similar: 20,
         }
     }
 
@@ -468,6 +476,82 @@ impl MeshRootCause {
         self.window = window;
         self
     }
+
+    /// Sets how many similar past incidents set the priors (0: none).
+    pub fn similar(mut self, incidents: usize) -> Self {
+        self.similar = incidents;
+        self
+    }
+
+    /// Priors from similar past incidents, for the candidates among `g`'s nodes.
+    async fn priors(
+        &self,
+        anomaly: &x0tta_core::Anomaly,
+        before_ms: u64,
+        g: &Gathered,
+        knowledge: &dyn x0tta_core::KnowledgeStore,
+    ) -> RootCause {
+        let mut ranker = RootCause::new();
+        if self.similar == 0 {
+            return ranker;
+        }
+        let mut q = x0tta_core::SearchQuery::text(anomaly.to_text());
+        q.kind = Some(anomaly.kind);
+        q.limit = self.similar;
+        q.filter.until = Some(x0tta_core::Timestamp::from_millis(before_ms));
+        let hits = knowledge.search(&q).await.unwrap_or_default();
+        let mut tally: HashMap<Candidate, (u32, u32)> = HashMap::new();
+        let candidate = |named: &Named| match named {
+            Named::Node(id) => g.find(id).map(Candidate::Node),
+            Named::Link(a, b) => Some(Candidate::Link(g.find(a)?, g.find(b)?)),
+        };
+        for h in hits.iter().filter(|h| h.incident.healed()) {
+            let Some(line) = &h.incident.root_cause else {
+                continue;
+            };
+            let (top, next) = named_in(line);
+            if let Some(c) = top.as_ref().and_then(candidate) {
+                tally.entry(c).or_default().0 += 1;
+            }
+            if let Some(c) = next.as_ref().and_then(candidate) {
+                tally.entry(c).or_default().1 += 1;
+            }
+        }
+        let mut tally: Vec<_> = tally.into_iter().collect();
+        tally.sort_by_key(|(c, _)| *c);
+        for (c, (blamed, cleared)) in tally {
+            let factor = f64::from(1 + blamed) / f64::from(1 + cleared);
+            ranker = ranker.prior(c, factor.clamp(0.5, 2.0));
+        }
+        ranker
+    }
+}
+
+/// A culprit as an incident's root-cause line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Named {
+    Node(String),
+    Link(String, String),
+}
+
+/// The culprit and the runner-up named in a root-cause line that [`MeshRootCause`] wrote
+/// (`node X (KIND): …; next: link A–B (KIND, …)`, `service S on X (KIND): …`).
+fn named_in(line: &str) -> (Option<Named>, Option<Named>) {
+    fn one(part: &str) -> Option<Named> {
+        let head = part.split(" (").next()?.trim();
+        if let Some(rest) = head.strip_prefix("link ") {
+            let (a, b) = rest.split_once('–')?;
+            return Some(Named::Link(a.to_string(), b.to_string()));
+        }
+        if let Some(rest) = head.strip_prefix("service ") {
+            let (_, node) = rest.rsplit_once(" on ")?;
+            return Some(Named::Node(node.to_string()));
+        }
+        head.strip_prefix("node ")
+            .map(|n| Named::Node(n.to_string()))
+    }
+    let next = line.rsplit_once("; next: ").and_then(|(_, n)| one(n));
+    (one(line), next)
 }
 
 /// Nodes met while gathering evidence, with what they said.
@@ -489,6 +573,11 @@ impl Gathered {
         self.ids.push(id.clone());
         self.index.insert(id.clone(), self.ids.len() - 1);
         self.ids.len() - 1
+    }
+
+    fn find(&self, id: &str) -> Option<usize> {
+        let id = x0tta_core::NodeId::new(id).ok()?;
+        self.index.get(&id).copied()
     }
 
     fn accuse(&mut self, by: usize, about: usize, kind: AnomalyKind, at: f64) {
@@ -594,7 +683,9 @@ impl x0tta_core::RootCauseRanker for MeshRootCause {
                 }
             }
         }
-        let ranked = RootCause::new().rank(&neighbours, &evidence, 2).ok()?;
+        let before = (now - window).max(0.0) as u64;
+        let ranker = self.priors(anomaly, before, &g, knowledge).await;
+        let ranked = ranker.rank(&neighbours, &evidence, 2).ok()?;
         let top = ranked.first()?;
         let name = |c: &Candidate, kind: AnomalyKind| match *c {
             Candidate::Node(v) => match services.get(&v) {
@@ -623,5 +714,33 @@ impl x0tta_core::RootCauseRanker for MeshRootCause {
             ));
         }
         Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lines_it_writes_name_their_culprits_back() {
+        let node = |s: &str| Some(Named::Node(s.into()));
+        assert_eq!(
+            named_in(
+                "node x (NODE_FAILURE): 3 of 3 neighbours alarmed; next: node b (NODE_FAILURE, score 0.20 vs 0.90)"
+            ),
+            (node("x"), node("b"))
+        );
+        assert_eq!(
+            named_in("service web on a (SERVICE_DOWN): reported by a"),
+            (node("a"), None)
+        );
+        assert_eq!(
+            named_in(
+                "link a–y (LINK_DEGRADED): both ends; next: service db on my node (MEMORY_PRESSURE, score 1 vs 2)"
+            ),
+            (Some(Named::Link("a".into(), "y".into())), node("my node"))
+        );
+        assert_eq!(named_in("the disk filled up"), (None, None));
+        assert_eq!(named_in(""), (None, None));
     }
 }

@@ -211,6 +211,56 @@ mod mesh {
     }
 
     #[tokio::test]
+    async fn similar_past_incidents_tip_a_tie_toward_the_node_they_blamed() {
+        let k = MemoryKnowledge::new(100);
+        let now = 1_700_000_600_000;
+        // Two peers are down, seen by this node alone: the evidence cannot tell them apart.
+        let obs = observation(
+            now,
+            vec![
+                neighbour("b", PeerState::Down, 0.0, None),
+                neighbour("c", PeerState::Down, 0.0, None),
+            ],
+        );
+        let down = anomaly(AnomalyKind::NodeFailure, Subject::Peer(id("b")));
+        let r = MeshRootCause::new();
+        let without = r.root_cause(&down, &obs, &k).await.expect("a root cause");
+        assert!(without.starts_with("node b (NODE_FAILURE)"), "{without}");
+        assert!(!without.contains("past incidents"), "{without}");
+
+        // Earlier, healed incidents of the same kind blamed c and cleared b.
+        for i in 0..3u64 {
+            let mut past = incident(
+                "a",
+                now - 3_600_000 + i,
+                anomaly(AnomalyKind::NodeFailure, Subject::Peer(id("c"))),
+                Resolution::Healed,
+            );
+            past.root_cause = Some(
+                "node c (NODE_FAILURE): 1 of 1 neighbours alarmed; next: node b (NODE_FAILURE, score 0.10 vs 0.40)".into(),
+            );
+            k.record(&past).await.unwrap();
+        }
+        // An unhealed one, and one of another kind, say nothing about blame.
+        let mut open = incident(
+            "a",
+            now - 3_000_000,
+            anomaly(AnomalyKind::NodeFailure, Subject::Peer(id("b"))),
+            Resolution::Failed,
+        );
+        open.root_cause = Some("node b (NODE_FAILURE): guessed".into());
+        k.record(&open).await.unwrap();
+        let with = r.root_cause(&down, &obs, &k).await.expect("a root cause");
+        assert!(with.starts_with("node c (NODE_FAILURE)"), "{with}");
+        assert!(with.contains("past incidents: ×2.00"), "{with}");
+
+        // Turned off, the tie stands as before.
+        let off = MeshRootCause::new().similar(0);
+        let rc = off.root_cause(&down, &obs, &k).await.expect("a root cause");
+        assert!(rc.starts_with("node b (NODE_FAILURE)"), "{rc}");
+    }
+
+    #[tokio::test]
     async fn a_lossy_link_a_skewed_clock_and_a_service_are_named_as_such() {
         let k = MemoryKnowledge::new(100);
         let now = 1_700_000_060_000;
