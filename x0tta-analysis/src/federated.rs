@@ -40,6 +40,9 @@ use x0tta_core::{
 
 use crate::graph::{GraphError, GraphSage, Labelled, MODEL, SageConfig};
 
+mod participant;
+pub use participant::{Participant, RoundReport};
+
 /// The gossip topic updates travel on.
 pub const FL_TOPIC: &str = "x0tta/fl/1";
 /// Signing context of an update.
@@ -436,6 +439,16 @@ impl Federation {
             }
             std::collections::btree_map::Entry::Vacant(e) => Ok(e.insert(update)),
         }
+    }
+
+    /// Moves to `round` under `cfg` (the policy's rule and norms for it); updates accepted
+    /// for another round are dropped.
+    pub fn enter(&mut self, round: u64, cfg: FlConfig) {
+        if round != self.round {
+            self.pending.clear();
+            self.round = round;
+        }
+        self.cfg = cfg;
     }
 
     /// Updates accepted in this round.

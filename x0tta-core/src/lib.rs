@@ -100,8 +100,8 @@ pub use plan::{
     PlanStats, PlanTemplate, RecoveryPlan, StepSpec, SubjectClass, Trigger,
 };
 pub use policy::{
-    BreakerPolicy, Intervals, MeshPolicy, Policy, PolicyError, PolicyHandle, PolicyUpdate,
-    StatisticalPolicy, Thresholds,
+    AggregationRule, BreakerPolicy, FederatedPolicy, Intervals, MeshPolicy, Policy, PolicyError,
+    PolicyHandle, PolicyUpdate, StatisticalPolicy, Thresholds,
 };
 pub use report::{
     ExecutionReport, Incident, Resolution, SignedReport, StepOutcome, StepReport, Verification,

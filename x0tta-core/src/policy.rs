@@ -155,6 +155,61 @@ impl Default for StatisticalPolicy {
     }
 }
 
+/// How the nodes' federated updates of the analysis model are combined (x0tta-analysis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregationRule {
+    /// The plain mean: not robust, for comparison.
+    Fedavg,
+    /// The coordinate-wise median.
+    Median,
+    /// The coordinate-wise mean after dropping a third at each end.
+    TrimmedMean,
+    /// Multi-Krum, withstanding a third of forged updates.
+    Krum,
+}
+
+/// Federated learning of the analysis model: every node trains on its own labelled
+/// incidents once per round and publishes a signed update; each combines what it accepted.
+///
+/// ```
+/// use x0tta_core::{AggregationRule, Policy};
+/// let p: Policy =
+///     serde_json::from_str(r#"{"federated": {"interval": "1h", "rule": "krum"}}"#).unwrap();
+/// assert_eq!(p.federated.rule, AggregationRule::Krum);
+/// assert_eq!(p.federated.interval, std::time::Duration::from_secs(3600));
+/// assert!(p.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederatedPolicy {
+    /// Whether the node takes part.
+    pub enabled: bool,
+    /// Length of a round (seed: 4 h). Rounds follow the clock, so all nodes agree on them:
+    /// round `r` runs from `r × interval` to `(r + 1) × interval` after the Unix epoch.
+    #[serde(with = "crate::serde_duration")]
+    pub interval: Duration,
+    /// How updates are combined.
+    pub rule: AggregationRule,
+    /// A node clips its own update to this L2 norm.
+    #[serde(deserialize_with = "de::positive")]
+    pub clip_norm: f64,
+    /// Updates with a larger L2 norm are refused (0: the rule alone deals with them).
+    pub max_norm: f64,
+}
+
+impl Default for FederatedPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(4 * 3600),
+            rule: AggregationRule::Median,
+            clip_norm: 10.0,
+            max_norm: 0.0,
+        }
+    }
+}
+
 /// Failure detection and link security timings of the mesh (x0tta-mesh, x0tta-pqc).
 ///
 /// SWIM-style: every `probe_interval` a node pings one neighbour (round robin); no ack
@@ -219,6 +274,8 @@ pub struct Policy {
     pub max_heals_per_cycle: u32,
     /// Failure detection and link timings.
     pub mesh: MeshPolicy,
+    /// Federated learning of the analysis model.
+    pub federated: FederatedPolicy,
 }
 
 impl Default for Policy {
@@ -232,6 +289,7 @@ impl Default for Policy {
             critical_needs_vote: false,
             max_heals_per_cycle: 4,
             mesh: MeshPolicy::default(),
+            federated: FederatedPolicy::default(),
         }
     }
 }
@@ -334,6 +392,16 @@ impl Policy {
                     problem: format!("must be at most {max_text}"),
                 });
             }
+        }
+        let f = &self.federated;
+        if f.interval < Duration::from_millis(1) || f.interval > 30 * DAY {
+            return bad("federated.interval", "must be between 1ms and 30 days");
+        }
+        if !(f.max_norm.is_finite() && f.max_norm >= 0.0) {
+            return bad(
+                "federated.max_norm",
+                "must be a non-negative number (0: no limit)",
+            );
         }
         if m.probe_timeout > m.probe_interval {
             return bad("mesh.probe_timeout", "must not exceed mesh.probe_interval");
