@@ -23,6 +23,9 @@
 //!   (the injector's record is the label), and healing trials;
 //! - [`rootcause`]: ranking the culprit node or link from class probabilities, alarm onsets,
 //!   witnesses and priors, against the "earliest alarm" baseline;
+//! - [`live`] (feature `graph`): the patterns in a running node: signed feature reports on
+//!   `x0tta/features/1`, the live 2-hop neighbourhood, and `GraphDetector`, a core detector
+//!   that classifies it every cycle and keeps the node's labelled examples;
 //! - [`federated`] (feature `graph`): signed, clipped, size-bounded model updates on
 //!   `x0tta/fl/1` combined with a Byzantine-robust rule (median, trimmed mean, Multi-Krum) or
 //!   plain FedAvg;
@@ -62,6 +65,8 @@ pub mod detectors;
 pub mod federated;
 #[cfg(feature = "graph")]
 pub mod graph;
+#[cfg(feature = "graph")]
+pub mod live;
 pub mod nab;
 pub mod per_metric;
 pub mod rootcause;

@@ -58,21 +58,7 @@ use x0tta_mesh::sim::{LinkSpec, SimConfig, SimError, SimNetwork};
 use crate::graph::{Graph, GraphError, GraphSage, Labelled, SageConfig};
 use crate::rootcause::{Candidate, NodeEvidence};
 
-/// Features per node report.
-pub const FEATURES: usize = 10;
-/// Their names, in order.
-pub const FEATURE_NAMES: [&str; FEATURES] = [
-    "cpu",
-    "memory",
-    "inbound",
-    "down",
-    "rtt_mean",
-    "rtt_max",
-    "loss_max",
-    "offset_median",
-    "offset_max",
-    "memory_trend",
-];
+pub use crate::live::{FEATURE_NAMES, FEATURES};
 /// Classes: normal plus one per fault.
 pub const CLASSES: usize = Fault::ALL.len();
 
@@ -559,38 +545,13 @@ impl Host {
 
 /// A node's report from its host and its failure detector's neighbour table.
 fn report(host: &Host, table: &[x0tta_core::Neighbour]) -> Report {
-    let n = table.len().max(1) as f32;
-    let down = table.iter().filter(|p| p.state != PeerState::Up).count() as f32 / n;
-    let rtts: Vec<f64> = table
-        .iter()
-        .filter(|p| p.state == PeerState::Up)
-        .filter_map(|p| p.rtt_ms)
-        .collect();
-    let rtt_mean = if rtts.is_empty() {
-        0.0
-    } else {
-        rtts.iter().sum::<f64>() / rtts.len() as f64
-    };
-    let rtt_max = rtts.iter().copied().fold(0.0, f64::max);
-    let loss_max = table.iter().map(|p| p.loss).fold(0.0, f64::max);
-    let mut offsets: Vec<i64> = table
-        .iter()
-        .filter_map(|p| p.clock_offset_ms.map(i64::abs))
-        .collect();
-    offsets.sort_unstable();
-    let off = |ms: i64| (ms.min(10_000) as f32) / 2000.0;
-    [
+    crate::live::features(
         host.cpu,
         host.mem,
         (host.inbound / 4.0).min(2.5),
-        down,
-        ((rtt_mean / 100.0).min(5.0)) as f32,
-        ((rtt_max / 100.0).min(5.0)) as f32,
-        loss_max as f32,
-        offsets.get(offsets.len() / 2).copied().map_or(0.0, off),
-        offsets.last().copied().map_or(0.0, off),
         host.trend(),
-    ]
+        table,
+    )
 }
 
 /// The hard variant's distractors, away from the labelled nodes: a CPU burst, a lossy link

@@ -182,3 +182,14 @@ fn graphsage_beats_the_blind_model_and_the_ranker_beats_the_first_alarm_on_unsee
     assert!(ranked_hits * 10 >= cases * 8, "{ranked_hits}/{cases}");
     assert!(ranked_hits > first_hits);
 }
+
+#[test]
+fn the_scenarios_classes_are_the_live_detectors() {
+    for (c, f) in Fault::ALL.iter().enumerate() {
+        assert_eq!(f.class(), c as u32);
+        assert_eq!(f.kind(), x0tta_analysis::live::CLASS_KINDS[c], "{f:?}");
+        if let Some(k) = f.kind() {
+            assert_eq!(x0tta_analysis::live::class_of(k), Some(c as u32));
+        }
+    }
+}
