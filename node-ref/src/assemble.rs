@@ -147,6 +147,7 @@ pub(crate) async fn assemble(
     cfg: &NodeConfig,
     config_path: Option<&Path>,
     handshakes: Option<HandshakeObserver>,
+    graph: Option<Arc<x0tta_analysis::live::GraphDetector>>,
 ) -> Result<Assembled> {
     let n = &cfg.node_config;
     let identity = load_identity(cfg)?;
@@ -189,6 +190,19 @@ pub(crate) async fn assemble(
     )
     .await
     .context("starting governance")?;
+    // The standard detectors plus a streaming one per resource metric, and GraphSAGE over the
+    // live neighbourhood when the node has patterns; the culprit ranked from this node's and
+    // its peers' reports in every incident.
+    let mut healer = x0tta_core::healing::DefaultHealer::builder()
+        .detector(Arc::new(x0tta_core::healing::ThresholdDetector::new()))
+        .detector(Arc::new(x0tta_core::healing::StatisticalDetector::new()))
+        .detector(Arc::new(x0tta_analysis::PerMetricDetector::context()));
+    if let Some(g) = graph {
+        healer = healer.detector(g);
+    }
+    let healer = healer
+        .root_cause(Arc::new(x0tta_analysis::rootcause::MeshRootCause::new()))
+        .build();
     let mut b = Node::builder()
         .transport(Arc::new(mesh.clone()))
         .knowledge(Arc::new(knowledge.clone()))
@@ -196,16 +210,7 @@ pub(crate) async fn assemble(
         .embedder(Arc::new(LexicalEmbedder))
         .policy_handle(live)
         .governance(Arc::new(dao.clone()))
-        // The standard detectors plus a streaming one per resource metric, with the culprit
-        // ranked from this node's and its peers' reports in every incident.
-        .healer(Arc::new(
-            x0tta_core::healing::DefaultHealer::builder()
-                .detector(Arc::new(x0tta_core::healing::ThresholdDetector::new()))
-                .detector(Arc::new(x0tta_core::healing::StatisticalDetector::new()))
-                .detector(Arc::new(x0tta_analysis::PerMetricDetector::context()))
-                .root_cause(Arc::new(x0tta_analysis::rootcause::MeshRootCause::new()))
-                .build(),
-        ))
+        .healer(Arc::new(healer))
         .sensor(Arc::new(HostSensor::new()?))
         .sensor(Arc::new(ServiceSensor::new(supervisor.clone())?))
         .action(Arc::new(RestartService::new(supervisor.clone())))

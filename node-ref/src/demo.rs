@@ -303,7 +303,7 @@ async fn heal() -> Result<()> {
     let config = dir.0.join("node.yaml");
     std::fs::write(&config, demo_config(&exe, port))?;
     let cfg = NodeConfig::load(&config)?;
-    let a = assemble(&cfg, Some(&config), None).await?;
+    let a = assemble(&cfg, Some(&config), None, None).await?;
     a.supervisor.start_all().await?;
     let health = format!("http://127.0.0.1:{port}/health");
     let ready = Instant::now();

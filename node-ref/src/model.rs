@@ -80,12 +80,15 @@ fn info(
 
 /// At start: loads `<storage>/patterns.bin` if present. A file that does not verify is
 /// refused loudly and the node runs without it.
-pub(crate) fn load_at_start(cfg: &NodeConfig, identity: &NodeIdentity) -> Option<ModelInfo> {
+pub(crate) fn load_at_start(
+    cfg: &NodeConfig,
+    identity: &NodeIdentity,
+) -> Option<(GraphSage, ModelInfo)> {
     let path = patterns_path(cfg);
     match read(&path, identity) {
-        Ok(Some((_, info))) => {
+        Ok(Some((model, info))) => {
             info!(version = info.version, cid = %info.cid, path = %path.display(), "GraphSAGE patterns loaded");
-            Some(info)
+            Some((model, info))
         }
         Ok(None) => None,
         Err(e) => {
@@ -122,15 +125,6 @@ pub(crate) fn train(
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let identity = crate::assemble::load_identity(&cfg)?;
     let path = patterns_path(&cfg);
-    // The next version after a file this node signed; a foreign or damaged one is replaced.
-    let version = match read(&path, &identity) {
-        Ok(Some((_, i))) => i.version + 1,
-        Ok(None) => 1,
-        Err(e) => {
-            warn!("replacing {}: {e:#}", path.display());
-            1
-        }
-    };
     let t = Instant::now();
     let train_data = scenarios(train.clone())?;
     let test_data = scenarios(test.clone())?;
@@ -140,11 +134,7 @@ pub(crate) fn train(
     model.train(&train_data, epochs, 0.01)?;
     let trained = t.elapsed();
     let (f1, per_class) = scenario::evaluate(&model, &test_data)?;
-    let (bytes, cid) = model.to_patterns(version, &identity)?;
-    let tmp = path.with_extension("bin.tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    let info = info(&model, version, cid, &identity, bytes.len());
+    let info = write_next(&cfg, &identity, &model)?;
     if json {
         println!(
             "{}",
@@ -189,6 +179,29 @@ pub(crate) fn train(
         );
     }
     Ok(())
+}
+
+/// Writes `model` as the next version of `<storage>/patterns.bin`, signed by `identity`: the
+/// version after a file this node signed (a foreign or damaged one is replaced).
+pub(crate) fn write_next(
+    cfg: &NodeConfig,
+    identity: &NodeIdentity,
+    model: &GraphSage,
+) -> Result<ModelInfo> {
+    let path = patterns_path(cfg);
+    let version = match read(&path, identity) {
+        Ok(Some((_, i))) => i.version + 1,
+        Ok(None) => 1,
+        Err(e) => {
+            warn!("replacing {}: {e:#}", path.display());
+            1
+        }
+    };
+    let (bytes, cid) = model.to_patterns(version, identity)?;
+    let tmp = path.with_extension("bin.tmp");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(info(model, version, cid, identity, bytes.len()))
 }
 
 fn load(config: &Path) -> Result<(PathBuf, GraphSage, ModelInfo)> {

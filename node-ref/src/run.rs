@@ -12,6 +12,9 @@ use x0tta_mesh::p2p::{HEARTBEAT_TOPIC, P2pTransport};
 
 use std::sync::{Arc, Mutex};
 
+use x0tta_analysis::federated::{FlConfig, Participant};
+use x0tta_analysis::live::{FEATURES_TOPIC, GraphDetector, Report};
+
 use crate::api::StatusView;
 use crate::assemble::assemble;
 use crate::telemetry::{Sources, Telemetry};
@@ -36,7 +39,10 @@ pub(crate) struct StatusFile {
     /// Incidents the knowledge store holds: this node's own and those replicated from peers.
     #[serde(default)]
     pub(crate) known_incidents: u64,
-    /// The GraphSAGE patterns loaded at start, if any.
+    /// The last federated round, if one ran.
+    #[serde(default)]
+    pub(crate) federated: Option<FederatedStatus>,
+    /// The GraphSAGE patterns in use: loaded at start, then each federated round's.
     #[serde(default)]
     pub(crate) model: Option<crate::model::ModelInfo>,
 }
@@ -60,6 +66,20 @@ pub(crate) struct MeshCounters {
     pub(crate) last_recovery_ms: Option<u64>,
 }
 
+/// What the last federated round did (`federated::RoundReport`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FederatedStatus {
+    pub(crate) round: u64,
+    pub(crate) rule: String,
+    /// Bytes of this node's own update (0: no labelled incidents).
+    pub(crate) published: usize,
+    pub(crate) accepted: usize,
+    pub(crate) refused: usize,
+    /// Updates combined, this node's own included.
+    pub(crate) combined: usize,
+    pub(crate) step_norm: f32,
+}
+
 /// One line of `<storage>/mesh-events.jsonl`: a mesh event or a received heartbeat.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MeshLogEntry {
@@ -80,9 +100,26 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let cfg = NodeConfig::load(config)?;
     std::fs::create_dir_all(&cfg.node_config.storage.path)?;
     let identity = crate::assemble::load_identity(&cfg)?;
-    let model = crate::model::load_at_start(&cfg, &identity);
+    let loaded = crate::model::load_at_start(&cfg, &identity);
+    let model = Arc::new(Mutex::new(loaded.as_ref().map(|(_, i)| i.clone())));
+    let federated = Arc::new(Mutex::new(None));
+    // Reports of peers count for three cycles (the policy at start), at least ten seconds.
+    let max_age = (3 * cfg.node_config.mapk.intervals.cycle).max(Duration::from_secs(10));
+    let graph = loaded.map(|(m, _)| {
+        Arc::new(GraphDetector::new(
+            identity.node_id().clone(),
+            m,
+            u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
+        ))
+    });
     let telemetry = Telemetry::new(&identity.peer_id().to_string());
-    let a = assemble(&cfg, Some(config), Some(telemetry.handshake_observer())).await?;
+    let a = assemble(
+        &cfg,
+        Some(config),
+        Some(telemetry.handshake_observer()),
+        graph.clone(),
+    )
+    .await?;
     let token = crate::api::ensure_token(&crate::api::token_path(&cfg))?;
     let sources = Sources {
         node: a.node.handle(),
@@ -113,6 +150,18 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
         telemetry,
     ));
     let handle = a.node.handle();
+    if let Some(g) = &graph {
+        tokio::spawn(feature_reports(g.clone(), a.mesh.clone()));
+        tokio::spawn(federated_rounds(
+            g.clone(),
+            a.mesh.clone(),
+            identity.clone(),
+            cfg.clone(),
+            handle.policy().clone(),
+            model.clone(),
+            federated.clone(),
+        ));
+    }
     let mut events = handle.subscribe();
     let mut task = tokio::spawn(a.node.run());
     info!(node = %handle.id(), config = %config.display(), "running; Ctrl-C or SIGTERM stops");
@@ -143,6 +192,17 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
             }
             ev = events.recv() => match ev {
                 Ok(NodeEvent::CycleFinished { .. }) => {
+                    // This node's features of the cycle, for its neighbours' GraphSAGE.
+                    if let Some(r) = graph.as_ref().and_then(|g| g.own_report()) {
+                        match r.seal(&identity) {
+                            Ok(bytes) => {
+                                if let Err(e) = a.mesh.publish(FEATURES_TOPIC, bytes).await {
+                                    tracing::debug!(%e, "feature report not published");
+                                }
+                            }
+                            Err(e) => warn!(%e, "feature report not sealed"),
+                        }
+                    }
                     let mut services = Vec::new();
                     for name in a.supervisor.names() {
                         let pid = a.supervisor.pid(&name).await;
@@ -164,7 +224,8 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                             last_recovery_ms: stats.last_recovery_ms,
                         },
                         known_incidents: a.knowledge.known_incidents().unwrap_or_default(),
-                        model: model.clone(),
+                        model: model.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                        federated: federated.lock().unwrap_or_else(|p| p.into_inner()).clone(),
                     };
                     let tmp = path.with_extension("json.tmp");
                     if let Err(e) = std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?).and_then(|()| std::fs::rename(&tmp, &path)) {
@@ -174,6 +235,12 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
                 }
                 Ok(NodeEvent::AnomalyDetected { anomaly, new: true, .. }) => {
                     warn!(kind = %anomaly.kind, subject = %anomaly.subject, severity = %anomaly.severity, "anomaly");
+                    // What the other detectors found labels the neighbourhood for federated
+                    // rounds (GraphSAGE's own findings would only teach it what it thinks).
+                    let seen_by_others = anomaly.detector.split('+').any(|d| d != "graphsage");
+                    if let Some(g) = graph.as_ref().filter(|_| seen_by_others) {
+                        g.label(&anomaly);
+                    }
                 }
                 Ok(NodeEvent::Executed { report }) => {
                     info!(template = %report.template, success = report.success, ms = report.duration_ms, "plan executed");
@@ -190,6 +257,100 @@ pub(crate) async fn run(config: &Path) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
     a.supervisor.stop_all().await;
     Ok(())
+}
+
+/// Peers' feature reports on `x0tta/features/1`, verified under the identity each proved on
+/// its link, into the GraphSAGE detector's neighbourhood.
+async fn feature_reports(graph: Arc<GraphDetector>, mesh: P2pTransport) {
+    let mut sub = match mesh.subscribe(FEATURES_TOPIC).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%e, "not subscribed to {FEATURES_TOPIC}: GraphSAGE sees only this node");
+            return;
+        }
+    };
+    let verifier = mesh.records().clone();
+    while let Some(m) = sub.next().await {
+        match Report::open(&m.payload, &verifier) {
+            Ok(r) => {
+                graph.heard(r);
+            }
+            Err(e) => tracing::debug!(from = %m.from, %e, "feature report refused"),
+        }
+    }
+}
+
+/// Federated rounds on the policy's interval: the node's labelled neighbourhoods as data,
+/// each round's model installed in the detector and written as the next `patterns.bin`.
+async fn federated_rounds(
+    graph: Arc<GraphDetector>,
+    mesh: P2pTransport,
+    identity: x0tta_pqc::NodeIdentity,
+    cfg: NodeConfig,
+    policy: x0tta_core::PolicyHandle,
+    status: Arc<Mutex<Option<crate::model::ModelInfo>>>,
+    last_round: Arc<Mutex<Option<FederatedStatus>>>,
+) {
+    let model = match graph.model() {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(%e, "no federated rounds: the model cannot be copied");
+            return;
+        }
+    };
+    let transport: Arc<dyn Transport> = Arc::new(mesh.clone());
+    let verifier: Arc<dyn x0tta_core::Verifier> = Arc::new(mesh.records().clone());
+    let signer: Arc<dyn x0tta_core::Signer> = Arc::new(identity.clone());
+    let mut p =
+        match Participant::new(model, FlConfig::default(), transport, signer, verifier).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%e, "no federated rounds");
+                return;
+            }
+        };
+    let done = p
+        .run(
+            &policy,
+            || graph.examples(),
+            |model, r| {
+                info!(
+                    round = r.round,
+                    rule = r.rule.name(),
+                    published = r.published,
+                    accepted = r.accepted,
+                    refused = r.refused,
+                    combined = r.combined,
+                    step_norm = r.step_norm,
+                    skipped = r.skipped.as_deref().unwrap_or(""),
+                    "federated round"
+                );
+                *last_round.lock().unwrap_or_else(|p| p.into_inner()) = Some(FederatedStatus {
+                    round: r.round,
+                    rule: r.rule.name().into(),
+                    published: r.published,
+                    accepted: r.accepted,
+                    refused: r.refused,
+                    combined: r.combined,
+                    step_norm: r.step_norm,
+                });
+                if r.combined == 0 {
+                    return;
+                }
+                match model.try_clone() {
+                    Ok(m) => graph.set_model(m),
+                    Err(e) => warn!(%e, "the round's model not installed"),
+                }
+                match crate::model::write_next(&cfg, &identity, model) {
+                    Ok(info) => *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(info),
+                    Err(e) => warn!("the round's patterns.bin not written: {e:#}"),
+                }
+            },
+        )
+        .await;
+    if let Err(e) = done {
+        warn!(%e, "federated rounds stopped");
+    }
 }
 
 /// Interval of knowledge anti-entropy with one live neighbour (round robin).

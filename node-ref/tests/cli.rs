@@ -1107,3 +1107,96 @@ fn model_train_show_export_and_the_node_loads_only_a_verified_one() {
     let status = first_status(cfg_s, &status_file);
     assert!(status["model"].is_null(), "{status}");
 }
+
+#[test]
+fn two_nodes_run_federated_rounds_and_advance_their_patterns() {
+    // Node processes on rounds of the clock: not beside the demos.
+    let _one = one_demo_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let names = ["fa", "fb"];
+    let ids: Vec<String> = names.iter().map(|n| lan_node(dir, n)).collect();
+    let cfg = |n: &str| dir.join(n).join("node.yaml").to_str().unwrap().to_string();
+    // Every CPU reading is an overload (a labelled incident each node learns from), and a
+    // federated round every 2 s.
+    let tune = |n: &str| {
+        let yaml = std::fs::read_to_string(cfg(n)).unwrap();
+        let yaml = yaml.replace("cpu_percent: 90", "cpu_percent: 0").replace(
+            "      verify_timeout: 30s\n",
+            "      verify_timeout: 30s\n    federated:\n      interval: 2s\n",
+        );
+        assert!(yaml.contains("interval: 2s"), "{yaml}");
+        std::fs::write(cfg(n), yaml).unwrap();
+    };
+    for (i, n) in names.iter().enumerate() {
+        lan_config(dir, n, &ids, i, None);
+        let out = x0tta(&[
+            "model",
+            "train",
+            "--config",
+            &cfg(n),
+            "--train-seeds",
+            "0..2",
+            "--test-seeds",
+            "500..501",
+            "--epochs",
+            "5",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    tune("fa");
+    let mut children = vec![run_node(dir, "fa")];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let a_addr = loop {
+        if let Some(st) = status_of(dir, "fa")
+            && let Some(addr) = st["listen"][0].as_str()
+        {
+            break addr.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fa never wrote its listen address"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let boot = dir.join("nodes.json");
+    std::fs::write(&boot, format!("[\"{a_addr}\"]")).unwrap();
+    lan_config(dir, "fb", &ids, 1, Some(&boot));
+    tune("fb");
+    children.push(run_node(dir, "fb"));
+
+    // A round in which each node published, accepted the other's update and combined both;
+    // each combined round writes the next version of the node's patterns.bin.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rounds: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                status_of(dir, n).map_or(serde_json::Value::Null, |st| st["federated"].clone())
+            })
+            .collect();
+        if rounds.iter().all(|r| {
+            r["published"].as_u64().unwrap_or(0) > 0
+                && r["accepted"] == 1
+                && r["combined"] == 2
+                && r["rule"] == "median"
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never combined each other's updates: {rounds:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for mut c in children {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    for n in names {
+        let show = x0tta(&["model", "show", "--config", &cfg(n), "--json"]);
+        assert!(show.status.success(), "{}", text(&show));
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert!(v["model"]["version"].as_u64().unwrap() >= 2, "{v}");
+    }
+}

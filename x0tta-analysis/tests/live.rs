@@ -72,7 +72,11 @@ fn the_neighbour_table_gives_the_scenarios_features() {
     obs.set(names::MEMORY_PERCENT, 60.0);
     obs.set(names::NET_RX_BPS, 4_000.0);
     let f = t.observe(&obs);
-    assert!((f[9] - 0.4).abs() < 1e-6, "memory +0.1 → trend 0.4: {}", f[9]);
+    assert!(
+        (f[9] - 0.4).abs() < 1e-6,
+        "memory +0.1 → trend 0.4: {}",
+        f[9]
+    );
     assert!(f[2] > 0.9, "four times the usual inbound traffic: {}", f[2]);
 }
 
@@ -104,16 +108,30 @@ fn reports_are_signed_by_their_node_and_checked() {
     assert!(Report::open(&bad, &ring).is_err());
     let (stranger, _) = keys(&["a"]);
     let forged = r.seal(stranger[0].as_ref()).unwrap();
-    assert!(matches!(Report::open(&forged, &ring), Err(LiveError::Rejected(_))));
+    assert!(matches!(
+        Report::open(&forged, &ring),
+        Err(LiveError::Rejected(_))
+    ));
     let mut nan = r.clone();
     nan.features[0] = f32::NAN;
-    assert!(matches!(nan.seal(s[0].as_ref()), Err(LiveError::OutOfBounds(_))));
+    assert!(matches!(
+        nan.seal(s[0].as_ref()),
+        Err(LiveError::OutOfBounds(_))
+    ));
     let mut short = r.clone();
     short.features.pop();
-    assert!(matches!(short.seal(s[0].as_ref()), Err(LiveError::OutOfBounds(_))));
+    assert!(matches!(
+        short.seal(s[0].as_ref()),
+        Err(LiveError::OutOfBounds(_))
+    ));
     let mut crowded = r;
-    crowded.neighbours = (0..=live::MAX_LISTED).map(|i| id(&format!("p{i}"))).collect();
-    assert!(matches!(crowded.seal(s[0].as_ref()), Err(LiveError::OutOfBounds(_))));
+    crowded.neighbours = (0..=live::MAX_LISTED)
+        .map(|i| id(&format!("p{i}")))
+        .collect();
+    assert!(matches!(
+        crowded.seal(s[0].as_ref()),
+        Err(LiveError::OutOfBounds(_))
+    ));
     assert!(matches!(
         Report::open(&vec![0u8; live::MAX_REPORT_BYTES + 1], &ring),
         Err(LiveError::TooLarge(_))
@@ -135,7 +153,10 @@ fn the_neighbourhood_spans_two_hops_of_fresh_reports() {
     assert!(h.graph(0).is_err(), "nothing about this node yet");
     assert!(h.insert(report("me", 100, 0.0, &["a", "b"])));
     assert!(h.insert(report("a", 100, 0.0, &["me", "c"])));
-    assert!(!h.insert(report("a", 50, 0.0, &["me"])), "older than what is held");
+    assert!(
+        !h.insert(report("a", 50, 0.0, &["me"])),
+        "older than what is held"
+    );
     h.insert(report("b", 100, 0.0, &["me"]));
     h.insert(report("c", 100, 0.0, &["a", "d"]));
     h.insert(report("d", 100, 0.0, &["c"])); // three hops away
@@ -209,7 +230,11 @@ fn the_detector_names_the_crashed_peer_and_labels_its_neighbourhood() {
     let a = &found[0];
     assert_eq!(
         (a.kind, a.severity, &a.subject),
-        (AnomalyKind::NodeFailure, Severity::Low, &Subject::Peer(id("x")))
+        (
+            AnomalyKind::NodeFailure,
+            Severity::Low,
+            &Subject::Peer(id("x"))
+        )
     );
     assert!(a.confidence > 0.99);
     assert_eq!(d.name(), "graphsage");
