@@ -267,6 +267,8 @@ pub struct ContextMemory {
     /// Facts of the previous step: its value bits and the contexts it completed.
     previous: Vec<u32>,
     predicted: Vec<u32>,
+    /// The left halves `previous` holds whole.
+    whole: Vec<u32>,
     recent: VecDeque<f64>,
 }
 
@@ -287,6 +289,7 @@ impl ContextMemory {
             by_halves: HashMap::new(),
             previous: Vec::new(),
             predicted: Vec::new(),
+            whole: Vec::new(),
             recent,
         }
     }
@@ -350,9 +353,11 @@ impl ContextMemory {
         let fresh = if previous.is_empty() {
             None
         } else {
-            candidates.push((previous.clone(), now.to_vec()));
             self.learn(&previous, now, true)
         };
+        if fresh.is_some() {
+            candidates.push((previous.clone(), now.to_vec()));
+        }
 
         // The contexts whose left half the previous step held: which the present completes.
         // Only a step that learnt a new context also combines partly held ones into more;
@@ -368,8 +373,9 @@ impl ContextMemory {
                 })
                 .collect()
         } else {
-            self.left
-                .within(&previous)
+            // The halves `previous` holds whole were found when it predicted; nothing new
+            // was learnt since (a known context adds no half).
+            std::mem::take(&mut self.whole)
                 .into_iter()
                 .map(|l| (l, true))
                 .collect()
@@ -447,7 +453,8 @@ impl ContextMemory {
         candidates.dedup();
         let mut best = 0.0f64;
         let mut predicting: Vec<u32> = Vec::new();
-        for l in self.left.within(&facts) {
+        let whole = self.left.within(&facts);
+        for &l in &whole {
             for ctx in &self.left.semis[l as usize].contexts {
                 let weight = if ctx.predicted > 0 {
                     ctx.came_true as f64 / ctx.predicted as f64
@@ -471,6 +478,7 @@ impl ContextMemory {
         predicted.dedup();
         self.predicted = predicted;
         self.previous = facts;
+        self.whole = whole;
 
         let new_share = if fresh.is_some() && !candidates.is_empty() {
             added as f64 / candidates.len() as f64
