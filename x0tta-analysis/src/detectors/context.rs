@@ -112,7 +112,10 @@ struct Side {
     /// it when it was learnt: short lists to search for those a set of facts holds whole.
     /// Each entry carries the half's [`signature`], which rules most candidates out without
     /// reading their facts.
-    by_key: HashMap<u32, Vec<(u32, u64)>>,
+    by_key: HashMap<u32, Vec<Key>>,
+    /// Per fact, the last [`within`](Self::within) call that held it: membership in O(1).
+    mark: Vec<u32>,
+    stamp: u32,
     /// Semi-contexts the last crossing touched.
     crossed: Vec<u32>,
 }
@@ -135,10 +138,19 @@ impl Side {
             .iter()
             .min_by_key(|f| self.by_key.get(*f).map_or(0, Vec::len));
         if let Some(key) = rarest {
-            self.by_key
-                .entry(*key)
-                .or_default()
-                .push((id, signature(facts)));
+            let mut inline = [0u32; INLINE];
+            let len = if facts.len() <= INLINE {
+                inline[..facts.len()].copy_from_slice(facts);
+                facts.len() as u8
+            } else {
+                u8::MAX
+            };
+            self.by_key.entry(*key).or_default().push(Key {
+                id,
+                signature: signature(facts),
+                len,
+                inline,
+            });
         }
         id
     }
@@ -162,17 +174,61 @@ impl Side {
     }
 
     /// The semi-contexts whose every fact is in `facts` (sorted).
-    fn within(&self, facts: &[u32]) -> Vec<u32> {
+    fn within(&mut self, facts: &[u32]) -> Vec<u32> {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.mark.fill(0);
+            self.stamp = 1;
+        }
+        for f in facts {
+            let i = slot(*f);
+            if i >= self.mark.len() {
+                self.mark.resize(i + 1, 0);
+            }
+            self.mark[i] = self.stamp;
+        }
+        let (mark, stamp) = (&self.mark, self.stamp);
+        let held = |f: &u32| mark.get(slot(*f)) == Some(&stamp);
         let outside = !signature(facts);
         let mut out = Vec::new();
         for f in facts {
-            for (id, sig) in self.by_key.get(f).into_iter().flatten() {
-                if sig & outside == 0 && is_subset(&self.semis[*id as usize].facts, facts) {
-                    out.push(*id);
+            for k in self.by_key.get(f).into_iter().flatten() {
+                if k.signature & outside != 0 {
+                    continue;
+                }
+                let whole = if k.len == u8::MAX {
+                    self.semis[k.id as usize].facts.iter().all(held)
+                } else {
+                    k.inline[..usize::from(k.len)].iter().all(held)
+                };
+                if whole {
+                    out.push(k.id);
                 }
             }
         }
         out
+    }
+}
+
+/// Facts a [`Key`] holds in place (most halves are this small).
+const INLINE: usize = 6;
+
+/// A half under its key fact: its id, [`signature`], and its facts when there are few.
+#[derive(Debug)]
+struct Key {
+    id: u32,
+    signature: u64,
+    /// Facts held in `inline`; `u8::MAX`: too many, read them from the half.
+    len: u8,
+    inline: [u32; INLINE],
+}
+
+/// A fact's place in the membership marks: value bits first, then contexts.
+fn slot(f: u32) -> usize {
+    if f >= CONTEXT_FACT {
+        (f - CONTEXT_FACT) as usize + 2 * 8
+    } else {
+        f as usize
     }
 }
 
@@ -181,18 +237,6 @@ fn signature(facts: &[u32]) -> u64 {
     facts
         .iter()
         .fold(0, |sig, f| sig | 1 << (f.wrapping_mul(0x9E37_79B9) >> 26))
-}
-
-/// Whether sorted `a` is a subset of sorted `b`.
-fn is_subset(a: &[u32], b: &[u32]) -> bool {
-    let mut rest = b;
-    a.iter().all(|x| match rest.binary_search(x) {
-        Ok(i) => {
-            rest = &rest[i + 1..];
-            true
-        }
-        Err(_) => false,
-    })
 }
 
 /// The facts of sorted `a` that sorted `b` holds.
@@ -649,15 +693,39 @@ mod tests {
     }
 
     #[test]
-    fn subsets_and_signatures_agree() {
-        let sets: [&[u32]; 5] = [&[], &[1], &[1, 3], &[2, 3, 70_000], &[1, 2, 3, 70_000]];
-        for a in sets {
-            for b in sets {
-                let subset = a.iter().all(|x| b.contains(x));
-                assert_eq!(is_subset(a, b), subset, "{a:?} ⊆ {b:?}");
-                if subset {
-                    assert_eq!(signature(a) & !signature(b), 0);
-                }
+    fn within_finds_exactly_the_halves_a_set_holds() {
+        let c = |k: u32| CONTEXT_FACT + k;
+        let halves: Vec<Vec<u32>> = vec![
+            vec![1],
+            vec![1, 3],
+            vec![2, 3, c(0)],
+            vec![1, 2, 3, c(0)],
+            vec![0, 2, 4, c(1), c(2), c(3), c(4), c(5), c(6)], // more than INLINE facts
+            vec![c(7)],
+        ];
+        let mut side = Side::default();
+        for h in &halves {
+            side.get_or_insert(h);
+        }
+        let queries: Vec<Vec<u32>> = vec![
+            vec![],
+            vec![1, 3],
+            vec![1, 2, 3, c(0)],
+            vec![0, 1, 2, 4, c(1), c(2), c(3), c(4), c(5), c(6), c(7)],
+            vec![0, 2, 4, c(1), c(2), c(3), c(4), c(5)],
+        ];
+        for q in &queries {
+            let mut got = side.within(q);
+            got.sort_unstable();
+            let want: Vec<u32> = halves
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.iter().all(|f| q.contains(f)))
+                .map(|(i, _)| i as u32)
+                .collect();
+            assert_eq!(got, want, "{q:?}");
+            for h in halves.iter().filter(|h| h.iter().all(|f| q.contains(f))) {
+                assert_eq!(signature(h) & !signature(q), 0);
             }
         }
         assert_eq!(intersection(&[1, 2, 3], &[2, 3, 4]), vec![2, 3]);
