@@ -34,11 +34,10 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use x0tta_core::{
-    Envelope, NodeId, Signer, Verifier, from_canonical_dag_cbor, from_dag_cbor, to_dag_cbor,
-};
+use x0tta_core::{NodeId, Signer, Verifier};
 
 use crate::graph::{GraphError, GraphSage, Labelled, MODEL, SageConfig};
+use crate::sealed::{self, SealError};
 
 mod participant;
 pub use participant::{Participant, RoundReport};
@@ -82,6 +81,16 @@ pub enum FlError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] GraphError),
+}
+
+impl From<SealError> for FlError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::TooLarge { len, .. } => Self::TooLarge(len),
+            SealError::Malformed(m) => Self::Malformed(m),
+            SealError::Rejected(m) => Self::Rejected(m),
+        }
+    }
 }
 
 /// How a node combines the updates it accepted.
@@ -363,30 +372,15 @@ impl Federation {
             samples,
             delta: delta.iter().flat_map(|x| x.to_le_bytes()).collect(),
         };
-        let payload = to_dag_cbor(&record).map_err(|e| FlError::Malformed(e.to_string()))?;
-        let env = Envelope::seal(signer, FL_CONTEXT, payload)
-            .map_err(|e| FlError::Rejected(e.to_string()))?;
-        let bytes = to_dag_cbor(&env).map_err(|e| FlError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_UPDATE_BYTES {
-            return Err(FlError::TooLarge(bytes.len()));
-        }
-        Ok(bytes)
+        Ok(sealed::seal(&record, signer, FL_CONTEXT, MAX_UPDATE_BYTES)?)
     }
 
     /// Opens an update received for this round: bounded, canonical, signed by a key
     /// `verifier` trusts, for this model and shape, finite, and within
     /// [`FlConfig::max_norm`].
     pub fn open(&self, bytes: &[u8], verifier: &dyn Verifier) -> Result<Update, FlError> {
-        if bytes.len() > MAX_UPDATE_BYTES {
-            return Err(FlError::TooLarge(bytes.len()));
-        }
-        let env: Envelope =
-            from_canonical_dag_cbor(bytes).map_err(|e| FlError::Malformed(e.to_string()))?;
-        let payload = env
-            .open(verifier, FL_CONTEXT)
-            .map_err(|e| FlError::Rejected(e.to_string()))?;
-        let r: UpdateRecord =
-            from_dag_cbor(payload).map_err(|e| FlError::Malformed(e.to_string()))?;
+        let (r, from): (UpdateRecord, NodeId) =
+            sealed::open(bytes, verifier, FL_CONTEXT, MAX_UPDATE_BYTES)?;
         if r.model != MODEL || r.config != self.model.config() {
             return Err(FlError::Mismatch(format!(
                 "model {} {:?}, expected {MODEL} {:?}",
@@ -423,7 +417,7 @@ impl Federation {
             }
         }
         Ok(Update {
-            from: env.signature.signer.clone(),
+            from,
             samples: r.samples,
             delta,
         })

@@ -24,9 +24,9 @@ use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use x0tta_core::{
-    ContentId, Envelope, Signer, Verifier, from_canonical_dag_cbor, from_dag_cbor, to_dag_cbor,
-};
+use x0tta_core::{ContentId, Signer, Verifier};
+
+use crate::sealed::{self, SealError};
 
 /// Signing context of `patterns.bin`.
 pub const PATTERNS_CONTEXT: &[u8] = b"x0tta/patterns/v1";
@@ -44,6 +44,18 @@ fn layout(c: SageConfig) -> [(&'static str, Vec<usize>); 4] {
         ("l2.weight", vec![c.classes, 2 * c.hidden]),
         ("l2.bias", vec![c.classes]),
     ]
+}
+
+impl From<SealError> for GraphError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::TooLarge { len, max } => {
+                Self::Malformed(format!("{len} bytes, more than the {max} accepted"))
+            }
+            SealError::Malformed(m) => Self::Malformed(m),
+            SealError::Rejected(m) => Self::Rejected(m),
+        }
+    }
 }
 
 /// What can go wrong building, training, saving or loading a model.
@@ -502,10 +514,7 @@ impl GraphSage {
             config: self.cfg,
             weights: serde_bytes::ByteBuf::from(self.to_safetensors()?),
         };
-        let payload = to_dag_cbor(&record).map_err(|e| GraphError::Malformed(e.to_string()))?;
-        let env = Envelope::seal(signer, PATTERNS_CONTEXT, payload)
-            .map_err(|e| GraphError::Rejected(e.to_string()))?;
-        let bytes = to_dag_cbor(&env).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        let bytes = sealed::seal(&record, signer, PATTERNS_CONTEXT, MAX_PATTERNS_BYTES)?;
         let id = ContentId::of_dag_cbor(&bytes);
         Ok((bytes, id))
     }
@@ -517,20 +526,8 @@ impl GraphSage {
         bytes: &[u8],
         verifier: &dyn Verifier,
     ) -> Result<(Self, u64, ContentId), GraphError> {
-        if bytes.len() > MAX_PATTERNS_BYTES {
-            return Err(GraphError::Malformed(format!(
-                "{} bytes, more than the {MAX_PATTERNS_BYTES} accepted",
-                bytes.len()
-            )));
-        }
-        // Only the canonical bytes are the file that was signed and addressed.
-        let env: Envelope =
-            from_canonical_dag_cbor(bytes).map_err(|e| GraphError::Malformed(e.to_string()))?;
-        let payload = env
-            .open(verifier, PATTERNS_CONTEXT)
-            .map_err(|e| GraphError::Rejected(e.to_string()))?;
-        let p: Patterns =
-            from_dag_cbor(payload).map_err(|e| GraphError::Malformed(e.to_string()))?;
+        let (p, _): (Patterns, _) =
+            sealed::open(bytes, verifier, PATTERNS_CONTEXT, MAX_PATTERNS_BYTES)?;
         if p.format != PATTERNS_FORMAT || p.model != MODEL {
             return Err(GraphError::Mismatch(format!(
                 "format {} model {}, expected {PATTERNS_FORMAT} {MODEL}",

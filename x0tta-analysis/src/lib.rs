@@ -72,5 +72,7 @@ pub mod per_metric;
 pub mod rootcause;
 #[cfg(feature = "eval")]
 pub mod scenario;
+#[cfg(feature = "graph")]
+mod sealed;
 
 pub use per_metric::{CONTEXT_THRESHOLD, DEFAULT_THRESHOLD, DEFAULT_WARMUP, PerMetricDetector};

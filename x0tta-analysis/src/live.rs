@@ -14,12 +14,12 @@ use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use x0tta_core::{
-    Anomaly, AnomalyKind, Detector, Envelope, Evidence, Neighbour, NodeId, Observation, PeerState,
-    Policy, Severity, Signer, Subject, Verifier, from_canonical_dag_cbor, from_dag_cbor, names,
-    to_dag_cbor,
+    Anomaly, AnomalyKind, Detector, Evidence, Neighbour, NodeId, Observation, PeerState, Policy,
+    Severity, Signer, Subject, Verifier, names,
 };
 
 use crate::graph::{Graph, GraphError, GraphSage, Labelled};
+use crate::sealed::{self, SealError};
 
 /// Features per node report.
 pub const FEATURES: usize = 10;
@@ -102,8 +102,8 @@ pub fn mesh_features(table: &[Neighbour]) -> [f32; 6] {
     ]
 }
 
-/// The ten features from the host's three (fractions, and inbound against its usual level)
-/// and the neighbour table.
+/// The ten features from the host's (CPU and memory as fractions, inbound traffic as a
+/// multiple of its usual level, the memory trend) and the neighbour table.
 pub fn features(
     cpu: f32,
     memory: f32,
@@ -112,9 +112,35 @@ pub fn features(
     table: &[Neighbour],
 ) -> [f32; FEATURES] {
     let m = mesh_features(table);
+    let inbound = (inbound / 4.0).min(2.5);
     [
         cpu, memory, inbound, m[0], m[1], m[2], m[3], m[4], m[5], trend,
     ]
+}
+
+/// The memory-trend feature: the change of memory use over the last `span` readings, ×4,
+/// within ±1. The simulated hosts and a live node compute it alike.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryTrend {
+    values: VecDeque<f32>,
+}
+
+impl MemoryTrend {
+    /// Adds a reading, keeping the last `span`.
+    pub(crate) fn push(&mut self, memory: f32, span: usize) {
+        while self.values.len() >= span.max(1) {
+            self.values.pop_front();
+        }
+        self.values.push_back(memory);
+    }
+
+    /// The trend over the readings kept.
+    pub(crate) fn value(&self) -> f32 {
+        match (self.values.front(), self.values.back()) {
+            (Some(a), Some(b)) => ((b - a) * 4.0).clamp(-1.0, 1.0),
+            _ => 0.0,
+        }
+    }
 }
 
 /// Why a feature report was refused.
@@ -136,6 +162,16 @@ pub enum LiveError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] GraphError),
+}
+
+impl From<SealError> for LiveError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::TooLarge { len, .. } => Self::TooLarge(len),
+            SealError::Malformed(m) => Self::Malformed(m),
+            SealError::Rejected(m) => Self::Rejected(m),
+        }
+    }
 }
 
 /// One node's features at one time, and whom it counts as neighbours.
@@ -181,32 +217,23 @@ impl Report {
                 self.node
             )));
         }
-        let payload = to_dag_cbor(self).map_err(|e| LiveError::Malformed(e.to_string()))?;
-        let env = Envelope::seal(signer, FEATURES_CONTEXT, payload)
-            .map_err(|e| LiveError::Rejected(e.to_string()))?;
-        let bytes = to_dag_cbor(&env).map_err(|e| LiveError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_REPORT_BYTES {
-            return Err(LiveError::TooLarge(bytes.len()));
-        }
-        Ok(bytes)
+        Ok(sealed::seal(
+            self,
+            signer,
+            FEATURES_CONTEXT,
+            MAX_REPORT_BYTES,
+        )?)
     }
 
     /// Opens a sealed report: bounded, canonical, signed by a key `verifier` trusts, by the
     /// node it is about, with finite features.
     pub fn open(bytes: &[u8], verifier: &dyn Verifier) -> Result<Self, LiveError> {
-        if bytes.len() > MAX_REPORT_BYTES {
-            return Err(LiveError::TooLarge(bytes.len()));
-        }
-        let env: Envelope =
-            from_canonical_dag_cbor(bytes).map_err(|e| LiveError::Malformed(e.to_string()))?;
-        let payload = env
-            .open(verifier, FEATURES_CONTEXT)
-            .map_err(|e| LiveError::Rejected(e.to_string()))?;
-        let r: Report = from_dag_cbor(payload).map_err(|e| LiveError::Malformed(e.to_string()))?;
-        if r.node != env.signature.signer {
+        let (r, signer): (Report, NodeId) =
+            sealed::open(bytes, verifier, FEATURES_CONTEXT, MAX_REPORT_BYTES)?;
+        if r.node != signer {
             return Err(LiveError::Rejected(format!(
-                "{} signed a report about {}",
-                env.signature.signer, r.node
+                "{signer} signed a report about {}",
+                r.node
             )));
         }
         r.check()?;
@@ -219,7 +246,7 @@ impl Report {
 #[derive(Debug, Default)]
 pub struct FeatureTracker {
     inbound_level: Option<f64>,
-    memory: VecDeque<f32>,
+    memory: MemoryTrend,
 }
 
 /// Observations the memory trend spans.
@@ -236,23 +263,16 @@ impl FeatureTracker {
         let inbound = match (rx, self.inbound_level) {
             (Some(x), Some(level)) if level > 0.0 => {
                 self.inbound_level = Some(level + 0.05 * (x - level));
-                ((x / level) as f32 / 4.0).min(2.5)
+                (x / level) as f32
             }
             (Some(x), _) => {
                 self.inbound_level = Some(x.max(1.0));
-                0.25
+                1.0
             }
-            (None, _) => 0.25,
+            (None, _) => 1.0,
         };
-        if self.memory.len() >= TREND_POINTS {
-            self.memory.pop_front();
-        }
-        self.memory.push_back(memory);
-        let trend = match (self.memory.front(), self.memory.back()) {
-            (Some(a), Some(b)) => ((b - a) * 4.0).clamp(-1.0, 1.0),
-            _ => 0.0,
-        };
-        features(cpu, memory, inbound, trend, &obs.neighbours)
+        self.memory.push(memory, TREND_POINTS);
+        features(cpu, memory, inbound, self.memory.value(), &obs.neighbours)
     }
 }
 

@@ -37,12 +37,11 @@ pub fn known_range(metric: &str) -> Option<(f64, f64)> {
     match metric {
         names::CPU_PERCENT | names::MEMORY_PERCENT | names::DISK_PERCENT => Some((0.0, 100.0)),
         names::MESH_LOSS => Some((0.0, 1.0)),
-        _ if metric.starts_with("service.")
-            && metric.ends_with(&format!(".{}", names::SERVICE_CPU_PERCENT)) =>
-        {
-            Some((0.0, 100.0))
-        }
-        _ => None,
+        _ => metric
+            .strip_prefix("service.")
+            .and_then(|rest| rest.rsplit_once('.'))
+            .filter(|(_, what)| *what == names::SERVICE_CPU_PERCENT)
+            .map(|_| (0.0, 100.0)),
     }
 }
 
@@ -68,9 +67,10 @@ struct State {
 /// At most [`MAX_TRACKED_METRICS`] metrics are tracked; at the bound the one unseen for
 /// longest is forgotten.
 ///
-/// It runs while the policy's `statistical.enabled` is set. Its anomalies are LOW: a surprise, not a failure (plan templates act from MEDIUM by
-/// default; the threshold and statistical detectors raise those). They become incidents, with
-/// the score in the evidence, and feed the root-cause ranking.
+/// It runs while the policy's `statistical.enabled` is set. Its anomalies are LOW: a
+/// surprise, not a failure (plan templates act from MEDIUM by default; the threshold and
+/// statistical detectors raise those). They become incidents, with the score in the
+/// evidence, and feed the root-cause ranking.
 ///
 /// ```
 /// use std::sync::Arc;

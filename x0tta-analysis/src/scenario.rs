@@ -477,7 +477,7 @@ struct Host {
     leak: f32,
     flooded: f32,
     /// Memory use over the last [`TREND_SECONDS`].
-    history: VecDeque<f32>,
+    history: crate::live::MemoryTrend,
 }
 
 /// The window of the memory trend.
@@ -498,7 +498,7 @@ impl Host {
             hog: None,
             leak: 0.0,
             flooded: 0.0,
-            history: VecDeque::new(),
+            history: crate::live::MemoryTrend::default(),
         }
     }
 
@@ -529,17 +529,8 @@ impl Host {
         }
         self.mem = (mem_target + 0.7 * (self.mem - mem_target) + noise(rng, 0.01)).clamp(0.0, 1.0);
         self.inbound = (1.0 + self.flooded) * (1.0 + noise(rng, 0.15));
-        if self.history.len() as f32 >= TREND_SECONDS * per_second {
-            self.history.pop_front();
-        }
-        self.history.push_back(self.mem);
-    }
-
-    fn trend(&self) -> f32 {
-        match (self.history.front(), self.history.back()) {
-            (Some(a), Some(b)) => ((b - a) * 4.0).clamp(-1.0, 1.0),
-            _ => 0.0,
-        }
+        self.history
+            .push(self.mem, (TREND_SECONDS * per_second).ceil() as usize);
     }
 }
 
@@ -548,8 +539,8 @@ fn report(host: &Host, table: &[x0tta_core::Neighbour]) -> Report {
     crate::live::features(
         host.cpu,
         host.mem,
-        (host.inbound / 4.0).min(2.5),
-        host.trend(),
+        host.inbound,
+        host.history.value(),
         table,
     )
 }

@@ -89,6 +89,8 @@ impl ContextConfig {
 
 /// Facts at or above this name a completed context (below: a value bit).
 const CONTEXT_FACT: u32 = 1 << 16;
+/// Value-bit facts there can be: two per bit, at most 8 bits.
+const VALUE_FACTS: usize = 2 * 8;
 
 #[derive(Debug, Default)]
 struct Semi {
@@ -96,12 +98,12 @@ struct Semi {
     facts: Vec<u32>,
     /// The facts of the last crossing that this semi-context holds.
     matched: Vec<u32>,
-    /// Left halves only: the contexts built on this half (kept here, where the steps that
+    /// The contexts built on this half (kept here, where the steps that
     /// hold the half scan them).
     contexts: Vec<Context>,
 }
 
-/// The semi-contexts of one side (the left or right halves of contexts).
+/// The left halves of contexts, indexed to find those a step holds.
 #[derive(Debug, Default)]
 struct Side {
     semis: Vec<Semi>,
@@ -226,9 +228,28 @@ struct Key {
 /// A fact's place in the membership marks: value bits first, then contexts.
 fn slot(f: u32) -> usize {
     if f >= CONTEXT_FACT {
-        (f - CONTEXT_FACT) as usize + 2 * 8
+        (f - CONTEXT_FACT) as usize + VALUE_FACTS
     } else {
         f as usize
+    }
+}
+
+/// The right halves of contexts: sets of value bits, so few, and only ever looked up.
+#[derive(Debug, Default)]
+struct Rights {
+    facts: Vec<Vec<u32>>,
+    ids: HashMap<Vec<u32>, u32>,
+}
+
+impl Rights {
+    fn get_or_insert(&mut self, facts: &[u32]) -> u32 {
+        if let Some(id) = self.ids.get(facts) {
+            return *id;
+        }
+        let id = self.facts.len() as u32;
+        self.facts.push(facts.to_vec());
+        self.ids.insert(facts.to_vec(), id);
+        id
     }
 }
 
@@ -304,7 +325,7 @@ pub struct ContextMemory {
     min_seen: f64,
     max_seen: f64,
     left: Side,
-    right: Side,
+    right: Rights,
     /// Where each context is: its left half and its place there.
     contexts: Vec<(u32, u32)>,
     by_halves: HashMap<(u32, u32), u32>,
@@ -317,8 +338,9 @@ pub struct ContextMemory {
 }
 
 impl ContextMemory {
-    /// A detector with `cfg`.
-    pub fn new(cfg: ContextConfig) -> Self {
+    /// A detector with `cfg` (`bits` clamped to 1..=8).
+    pub fn new(mut cfg: ContextConfig) -> Self {
+        cfg.bits = cfg.bits.clamp(1, 8);
         let mut recent = VecDeque::with_capacity(cfg.rest.max(1));
         recent.push_back(1.0);
         Self {
@@ -328,7 +350,7 @@ impl ContextMemory {
             min_seen: f64::INFINITY,
             max_seen: f64::NEG_INFINITY,
             left: Side::default(),
-            right: Side::default(),
+            right: Rights::default(),
             contexts: Vec::new(),
             by_halves: HashMap::new(),
             previous: Vec::new(),
@@ -427,15 +449,11 @@ impl ContextMemory {
         // Facts of `now` each right half holds (right halves are sets of value bits: few).
         let held: Vec<(usize, usize)> = self
             .right
-            .semis
+            .facts
             .iter()
             .map(|r| {
-                let n = r
-                    .facts
-                    .iter()
-                    .filter(|f| now.binary_search(f).is_ok())
-                    .count();
-                (n, r.facts.len())
+                let n = r.iter().filter(|f| now.binary_search(f).is_ok()).count();
+                (n, r.len())
             })
             .collect();
         let mut active: Vec<(u32, u32)> = Vec::new();
@@ -465,7 +483,7 @@ impl ContextMemory {
                     && held > 0
                     && matched.len() <= self.cfg.max_left
                 {
-                    let right = &self.right.semis[ctx.right as usize].facts;
+                    let right = &self.right.facts[ctx.right as usize];
                     combined.push((matched.clone(), intersection(right, now)));
                 }
             }
@@ -516,7 +534,7 @@ impl ContextMemory {
         }
         let mut predicted: Vec<u32> = predicting
             .iter()
-            .flat_map(|r| self.right.semis[*r as usize].facts.iter().copied())
+            .flat_map(|r| self.right.facts[*r as usize].iter().copied())
             .collect();
         predicted.sort_unstable();
         predicted.dedup();
@@ -575,13 +593,9 @@ impl StreamingDetector for ContextMemory {
         let now: Vec<u32> = (0..self.cfg.bits)
             .map(|b| 2 * b + ((level >> b) & 1))
             .collect();
-        let surprise: u32 = now
-            .iter()
-            .filter(|f| self.predicted.binary_search(f).is_err())
-            .map(|f| 1u32 << (f / 2))
-            .sum();
+        let surprised = now.iter().any(|f| self.predicted.binary_search(f).is_err());
         let (completed, new) = self.step(&now);
-        let mut raw = if surprise > 0 {
+        let mut raw = if surprised {
             (1.0 - completed + new) / 2.0
         } else {
             0.0
