@@ -4,10 +4,10 @@
 //!
 //! A round: every node starts from the same global weights, trains a copy on its local data
 //! ([`Federation::local_update`]), clips the change to [`FlConfig::clip_norm`] and seals it
-//! ([`Federation::seal`]: DAG-CBOR in an [`Envelope`] signed under [`FL_CONTEXT`]). What a
-//! node receives it opens ([`Federation::open`]): size bound first, then the canonical
-//! encoding, the signature, the round, the model's shape and finite values, and the norm bound
-//! [`FlConfig::max_norm`] if set. It then combines the accepted updates with its [`Rule`]
+//! ([`Federation::seal`]: DAG-CBOR in an [`Envelope`](x0tta_core::Envelope) signed under
+//! [`FL_CONTEXT`]). What a node receives it opens ([`Federation::open`]): size bound first,
+//! then the canonical encoding, the signature, the round, the model's shape and finite values,
+//! and the norm bound [`FlConfig::max_norm`] if set. It then combines the accepted updates with its [`Rule`]
 //! ([`Federation::apply`]) and moves to the next round.
 //!
 //! The rules, for `n` updates of which up to `f` may be forged:
