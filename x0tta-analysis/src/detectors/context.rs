@@ -7,7 +7,7 @@
 //! is anomalous when the memory did not predict it and the contexts it expected failed while
 //! new ones had to be learnt.
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
 
 use super::StreamingDetector;
 
@@ -87,10 +87,74 @@ impl ContextConfig {
     }
 }
 
-/// Facts at or above this name a completed context (below: a value bit).
-const CONTEXT_FACT: u32 = 1 << 16;
 /// Value-bit facts there can be: two per bit, at most 8 bits.
 const VALUE_FACTS: usize = 2 * 8;
+/// Facts at or above this name a completed context (below: a value bit). Facts are dense,
+/// so they index the per-fact tables directly.
+const CONTEXT_FACT: u32 = VALUE_FACTS as u32;
+
+/// A set of value-bit facts (bit `f` for fact `f`): what right halves and predictions hold.
+type Bits = u16;
+
+/// Bits set in each byte: the portable x86-64 target has no population-count instruction,
+/// and this is the innermost loop.
+const ONES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).count_ones() as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Facts in `b`.
+fn ones(b: Bits) -> u32 {
+    u32::from(ONES[usize::from(b & 0xff)]) + u32::from(ONES[usize::from(b >> 8)])
+}
+
+/// The value-bit facts of sorted `facts` (context facts are left out).
+fn bits_of(facts: &[u32]) -> Bits {
+    facts
+        .iter()
+        .take_while(|f| (**f as usize) < VALUE_FACTS)
+        .fold(0, |b, f| b | 1 << f)
+}
+
+/// How often a context's prediction came true: `came_true` of `predicted` facts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Weight {
+    came_true: u32,
+    predicted: u32,
+}
+
+impl Weight {
+    /// The share that came true (0 before any prediction). Equal shares are equal floats:
+    /// the quotient of two integers is correctly rounded.
+    fn share(self) -> f64 {
+        f64::from(self.came_true) / f64::from(self.predicted.max(1))
+    }
+}
+
+/// The best share ([`Weight::share`]) among some contexts and the value bits those at it
+/// predict. No context at all reads as a best of 0 predicting nothing, which changes no
+/// other best.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prediction {
+    best: f64,
+    bits: Bits,
+}
+
+impl Prediction {
+    /// Takes in contexts of share `share` predicting `bits`.
+    fn add(&mut self, share: f64, bits: Bits) {
+        if share > self.best {
+            *self = Self { best: share, bits };
+        } else if share == self.best {
+            self.bits |= bits;
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Semi {
@@ -98,28 +162,50 @@ struct Semi {
     facts: Vec<u32>,
     /// The facts of the last crossing that this semi-context holds.
     matched: Vec<u32>,
+    /// One of its contexts was learnt from two consecutive steps: it is indexed for
+    /// crossings.
+    zero_level: bool,
     /// The contexts built on this half (kept here, where the steps that
     /// hold the half scan them).
     contexts: Vec<Context>,
+    /// What its contexts predict, kept current as they learn: a step that holds this half
+    /// reads it without scanning them.
+    prediction: Prediction,
+    /// Steps that held it whole: a bound on its contexts' counts (which it keeps from
+    /// overflowing).
+    wholes: u32,
 }
+
+/// Once a half was held whole this often, it and its contexts' counts are halved (shares
+/// stay; the counts stay far from overflowing, each step adding at most 8).
+const HALVE_AT: u32 = 1 << 28;
 
 /// The left halves of contexts, indexed to find those a step holds.
 #[derive(Debug, Default)]
 struct Side {
     semis: Vec<Semi>,
-    by_facts: HashMap<Vec<u32>, u32>,
-    /// Every semi-context holding a fact.
-    by_fact: HashMap<u32, Vec<u32>>,
-    /// Every semi-context under one of its facts, the one with the fewest semi-contexts under
-    /// it when it was learnt: short lists to search for those a set of facts holds whole.
-    /// Each entry carries the half's [`signature`], which rules most candidates out without
-    /// reading their facts.
-    by_key: HashMap<u32, Vec<Key>>,
+    by_facts: FxHashMap<Vec<u32>, u32>,
+    /// Per fact, every semi-context holding it that has a zero-level context
+    /// (only those combine into new contexts when partly held).
+    by_fact: Vec<Vec<u32>>,
+    /// Per fact, every semi-context filed under it: the fact with the fewest
+    /// semi-contexts filed under it when the half was learnt, so the lists to search for the
+    /// halves a set of facts holds whole stay short. Each entry carries the half's
+    /// [`signature`], which rules most candidates out without reading their facts.
+    by_key: Vec<Vec<Key>>,
     /// Per fact, the last [`within`](Self::within) call that held it: membership in O(1).
     mark: Vec<u32>,
     stamp: u32,
     /// Semi-contexts the last crossing touched.
     crossed: Vec<u32>,
+}
+
+/// `list[i]`, grown to hold it.
+fn entry<T: Default>(list: &mut Vec<T>, i: usize) -> &mut T {
+    if i >= list.len() {
+        list.resize_with(i + 1, T::default);
+    }
+    &mut list[i]
 }
 
 impl Side {
@@ -133,12 +219,10 @@ impl Side {
             ..Semi::default()
         });
         self.by_facts.insert(facts.to_vec(), id);
-        for f in facts {
-            self.by_fact.entry(*f).or_default().push(id);
-        }
+        let by_key = &self.by_key;
         let rarest = facts
             .iter()
-            .min_by_key(|f| self.by_key.get(*f).map_or(0, Vec::len));
+            .min_by_key(|f| by_key.get(**f as usize).map_or(0, Vec::len));
         if let Some(key) = rarest {
             let mut inline = [0u32; INLINE];
             let len = if facts.len() <= INLINE {
@@ -147,7 +231,7 @@ impl Side {
             } else {
                 u8::MAX
             };
-            self.by_key.entry(*key).or_default().push(Key {
+            entry(&mut self.by_key, *key as usize).push(Key {
                 id,
                 signature: signature(facts),
                 len,
@@ -157,44 +241,50 @@ impl Side {
         id
     }
 
-    /// Records, for every semi-context sharing a fact with `facts`, which of them it holds.
-    fn cross(&mut self, facts: &[u32]) {
-        for id in std::mem::take(&mut self.crossed) {
-            self.semis[id as usize].matched.clear();
-        }
-        for f in facts {
-            if let Some(ids) = self.by_fact.get(f) {
-                for id in ids {
-                    let semi = &mut self.semis[*id as usize];
-                    if semi.matched.is_empty() {
-                        self.crossed.push(*id);
-                    }
-                    semi.matched.push(*f);
-                }
+    /// Files semi-context `id` for crossings, once it has a zero-level context.
+    fn zero_level(&mut self, id: u32) {
+        let semi = &mut self.semis[id as usize];
+        if !semi.zero_level {
+            semi.zero_level = true;
+            for f in &semi.facts {
+                entry(&mut self.by_fact, *f as usize).push(id);
             }
         }
     }
 
-    /// The semi-contexts whose every fact is in `facts` (sorted).
-    fn within(&mut self, facts: &[u32]) -> Vec<u32> {
+    /// Records, for every semi-context with a zero-level context that shares a fact with
+    /// `facts`, which of them it holds.
+    fn cross(&mut self, facts: &[u32]) {
+        for id in self.crossed.drain(..) {
+            self.semis[id as usize].matched.clear();
+        }
+        for f in facts {
+            for id in self.by_fact.get(*f as usize).into_iter().flatten() {
+                let semi = &mut self.semis[*id as usize];
+                if semi.matched.is_empty() {
+                    self.crossed.push(*id);
+                }
+                semi.matched.push(*f);
+            }
+        }
+    }
+
+    /// Puts in `out` the semi-contexts whose every fact is in `facts` (sorted).
+    fn within(&mut self, facts: &[u32], out: &mut Vec<u32>) {
+        out.clear();
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
             self.mark.fill(0);
             self.stamp = 1;
         }
         for f in facts {
-            let i = slot(*f);
-            if i >= self.mark.len() {
-                self.mark.resize(i + 1, 0);
-            }
-            self.mark[i] = self.stamp;
+            *entry(&mut self.mark, *f as usize) = self.stamp;
         }
         let (mark, stamp) = (&self.mark, self.stamp);
-        let held = |f: &u32| mark.get(slot(*f)) == Some(&stamp);
+        let held = |f: &u32| mark.get(*f as usize) == Some(&stamp);
         let outside = !signature(facts);
-        let mut out = Vec::new();
         for f in facts {
-            for k in self.by_key.get(f).into_iter().flatten() {
+            for k in self.by_key.get(*f as usize).into_iter().flatten() {
                 if k.signature & outside != 0 {
                     continue;
                 }
@@ -208,7 +298,6 @@ impl Side {
                 }
             }
         }
-        out
     }
 }
 
@@ -225,34 +314,6 @@ struct Key {
     inline: [u32; INLINE],
 }
 
-/// A fact's place in the membership marks: value bits first, then contexts.
-fn slot(f: u32) -> usize {
-    if f >= CONTEXT_FACT {
-        (f - CONTEXT_FACT) as usize + VALUE_FACTS
-    } else {
-        f as usize
-    }
-}
-
-/// The right halves of contexts: sets of value bits, so few, and only ever looked up.
-#[derive(Debug, Default)]
-struct Rights {
-    facts: Vec<Vec<u32>>,
-    ids: HashMap<Vec<u32>, u32>,
-}
-
-impl Rights {
-    fn get_or_insert(&mut self, facts: &[u32]) -> u32 {
-        if let Some(id) = self.ids.get(facts) {
-            return *id;
-        }
-        let id = self.facts.len() as u32;
-        self.facts.push(facts.to_vec());
-        self.ids.insert(facts.to_vec(), id);
-        id
-    }
-}
-
 /// A 64-bit summary of a set of facts: a set's signature has every bit of its subsets'.
 fn signature(facts: &[u32]) -> u64 {
     facts
@@ -260,26 +321,27 @@ fn signature(facts: &[u32]) -> u64 {
         .fold(0, |sig, f| sig | 1 << (f.wrapping_mul(0x9E37_79B9) >> 26))
 }
 
-/// The facts of sorted `a` that sorted `b` holds.
-fn intersection(a: &[u32], b: &[u32]) -> Vec<u32> {
-    a.iter()
-        .copied()
-        .filter(|x| b.binary_search(x).is_ok())
-        .collect()
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Context {
     id: u32,
-    right: u32,
-    /// Facts the right half predicted, summed over the steps its left half completed.
-    predicted: u64,
-    /// Of those, the facts that came true.
-    came_true: u64,
-    /// Steps on which the whole context came true.
-    completed: u32,
+    /// Its right half: value bits, and how many.
+    right: Bits,
+    of: u8,
     /// Learnt directly from two consecutive steps (not from a crossing of others).
     zero_level: bool,
+    /// Facts the right half predicted, summed over the steps its left half completed, and
+    /// of those, the facts that came true (halved with the half's [`Semi::wholes`]).
+    weight: Weight,
+    /// Steps on which the whole context came true.
+    completed: u32,
+}
+
+/// What [`ContextMemory::learn`] did with a pair of halves.
+enum Learnt {
+    New(u32),
+    Known(u32),
+    /// The memory is full and holds no such context.
+    Full,
 }
 
 /// Contextual sequence memory over one metric (see the module docs); scores in [0, 1].
@@ -325,24 +387,42 @@ pub struct ContextMemory {
     min_seen: f64,
     max_seen: f64,
     left: Side,
-    right: Rights,
     /// Where each context is: its left half and its place there.
     contexts: Vec<(u32, u32)>,
-    by_halves: HashMap<(u32, u32), u32>,
+    by_halves: FxHashMap<(u32, Bits), u32>,
     /// Facts of the previous step: its value bits and the contexts it completed.
     previous: Vec<u32>,
-    predicted: Vec<u32>,
+    /// The value bits the memory expects next.
+    predicted: Bits,
     /// The left halves `previous` holds whole.
     whole: Vec<u32>,
-    recent: VecDeque<f64>,
+    /// Points scored since the last raw score at or above the threshold.
+    since_alarm: usize,
+    scratch: Scratch,
+}
+
+/// Buffers one step fills and the next reuses (a step allocates only when it learns).
+#[derive(Debug, Default)]
+struct Scratch {
+    /// This step's facts, becoming `previous`.
+    facts: Vec<u32>,
+    /// Left halves the previous step held, and whether whole.
+    lefts: Vec<(u32, bool)>,
+    /// Contexts this step completed: times completed (high half) and id (low half).
+    active: Vec<u64>,
+    /// Contexts to learn from crossings: their left halves' facts (a span of
+    /// `combined_facts`) and right halves.
+    combined: Vec<(usize, usize, Bits)>,
+    combined_facts: Vec<u32>,
+    /// The contexts this step's candidates are, and candidates the full memory holds not.
+    candidates: Vec<u32>,
+    unheld: Vec<(usize, usize, Bits)>,
 }
 
 impl ContextMemory {
     /// A detector with `cfg` (`bits` clamped to 1..=8).
     pub fn new(mut cfg: ContextConfig) -> Self {
         cfg.bits = cfg.bits.clamp(1, 8);
-        let mut recent = VecDeque::with_capacity(cfg.rest.max(1));
-        recent.push_back(1.0);
         Self {
             cfg,
             range: None,
@@ -350,13 +430,14 @@ impl ContextMemory {
             min_seen: f64::INFINITY,
             max_seen: f64::NEG_INFINITY,
             left: Side::default(),
-            right: Rights::default(),
             contexts: Vec::new(),
-            by_halves: HashMap::new(),
+            by_halves: FxHashMap::default(),
             previous: Vec::new(),
-            predicted: Vec::new(),
+            predicted: 0,
             whole: Vec::new(),
-            recent,
+            // The first `rest` points are not reported: nothing is known yet.
+            since_alarm: 0,
+            scratch: Scratch::default(),
         }
     }
 
@@ -381,169 +462,202 @@ impl ContextMemory {
         }
     }
 
-    /// The context (left, right); `None` when it was already known or the memory is full.
-    fn learn(&mut self, left: &[u32], right: &[u32], zero_level: bool) -> Option<u32> {
+    /// Learns the context (left, right) unless it is known or the memory is full.
+    fn learn(&mut self, left: &[u32], right: Bits, zero_level: bool) -> Learnt {
         if self.contexts.len() >= self.cfg.max_contexts {
-            return None;
+            let known = self
+                .left
+                .by_facts
+                .get(left)
+                .and_then(|l| self.by_halves.get(&(*l, right)));
+            return known.map_or(Learnt::Full, |id| Learnt::Known(*id));
         }
         let l = self.left.get_or_insert(left);
-        let r = self.right.get_or_insert(right);
-        if let Some(id) = self.by_halves.get(&(l, r)) {
+        if let Some(id) = self.by_halves.get(&(l, right)) {
             if zero_level {
                 let (l, i) = self.contexts[*id as usize];
                 self.left.semis[l as usize].contexts[i as usize].zero_level = true;
+                self.left.zero_level(l);
             }
-            return None;
+            return Learnt::Known(*id);
         }
         let id = self.contexts.len() as u32;
-        let held = &mut self.left.semis[l as usize].contexts;
-        self.contexts.push((l, held.len() as u32));
-        held.push(Context {
+        let semi = &mut self.left.semis[l as usize];
+        self.contexts.push((l, semi.contexts.len() as u32));
+        let weight = Weight::default();
+        semi.contexts.push(Context {
             id,
-            right: r,
-            predicted: 0,
-            came_true: 0,
-            completed: 0,
+            right,
+            of: ones(right) as u8,
             zero_level,
+            weight,
+            completed: 0,
         });
-        self.by_halves.insert((l, r), id);
-        Some(id)
+        semi.prediction.add(0.0, right);
+        if zero_level {
+            self.left.zero_level(l);
+        }
+        self.by_halves.insert((l, right), id);
+        Learnt::New(id)
     }
 
-    /// One step of the memory over the value bits `now` (sorted): learns, predicts the next
-    /// step's facts, and returns the share of expected contexts that completed and the share
-    /// of candidate contexts that were new.
-    fn step(&mut self, now: &[u32]) -> (f64, f64) {
+    /// One step of the memory over the value bits `now` (sorted; `bits` as a set): learns,
+    /// predicts the next step's facts, and returns the share of expected contexts that
+    /// completed and the share of candidate contexts that were new.
+    fn step(&mut self, now: &[u32], bits: Bits) -> (f64, f64) {
         let previous = std::mem::take(&mut self.previous);
-        let mut candidates: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
-        let fresh = if previous.is_empty() {
-            None
-        } else {
-            self.learn(&previous, now, true)
+        let mut s = std::mem::take(&mut self.scratch);
+        let fresh = match previous.is_empty() {
+            true => None,
+            false => match self.learn(&previous, bits, true) {
+                Learnt::New(id) => Some(id),
+                Learnt::Known(_) | Learnt::Full => None,
+            },
         };
-        if fresh.is_some() {
-            candidates.push((previous.clone(), now.to_vec()));
-        }
 
-        // The contexts whose left half the previous step held: which the present completes.
-        // Only a step that learnt a new context also combines partly held ones into more;
-        // otherwise the halves held whole are all that matter, and they are few.
-        let lefts: Vec<(u32, bool)> = if fresh.is_some() {
+        // The contexts whose left half the previous step held whole: which the present
+        // completes. They were found when that step predicted; since then only `fresh` may
+        // have added a half, which holds nothing else. A step that learnt a new context
+        // also combines partly held halves with zero-level contexts into more.
+        s.lefts.clear();
+        s.lefts.extend(self.whole.iter().map(|l| (*l, true)));
+        if fresh.is_some() {
             self.left.cross(&previous);
-            self.left
-                .crossed
-                .iter()
-                .map(|l| {
-                    let semi = &self.left.semis[*l as usize];
-                    (*l, semi.matched.len() == semi.facts.len())
-                })
-                .collect()
-        } else {
-            // The halves `previous` holds whole were found when it predicted; nothing new
-            // was learnt since (a known context adds no half).
-            std::mem::take(&mut self.whole)
-                .into_iter()
-                .map(|l| (l, true))
-                .collect()
-        };
-        // Facts of `now` each right half holds (right halves are sets of value bits: few).
-        let held: Vec<(usize, usize)> = self
-            .right
-            .facts
-            .iter()
-            .map(|r| {
-                let n = r.iter().filter(|f| now.binary_search(f).is_ok()).count();
-                (n, r.len())
-            })
-            .collect();
-        let mut active: Vec<(u32, u32)> = Vec::new();
+            let semis = &self.left.semis;
+            s.lefts.extend(
+                self.left
+                    .crossed
+                    .iter()
+                    .filter(|l| {
+                        let semi = &semis[**l as usize];
+                        semi.matched.len() < semi.facts.len()
+                    })
+                    .map(|l| (*l, false)),
+            );
+        }
+        s.active.clear();
+        s.combined.clear();
+        s.combined_facts.clear();
         let mut expected = 0usize;
-        let mut combined: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
-        for (l, whole) in lefts {
+        let fresh_id = fresh.unwrap_or(u32::MAX);
+        for &(l, whole) in &s.lefts {
             let Semi {
-                matched, contexts, ..
+                facts,
+                matched,
+                contexts,
+                prediction,
+                wholes,
+                ..
             } = &mut self.left.semis[l as usize];
-            for ctx in contexts.iter_mut() {
-                if Some(ctx.id) == fresh {
-                    continue;
-                }
-                let (held, of) = held[ctx.right as usize];
-                if whole {
-                    expected += 1;
-                    ctx.predicted += of as u64;
-                    ctx.came_true += held as u64;
-                    if held == of {
-                        ctx.completed += 1;
-                        active.push((ctx.completed, ctx.id));
-                        continue;
+            let matched = if whole { &*facts } else { &*matched };
+            let combines = fresh.is_some() && matched.len() <= self.cfg.max_left;
+            let mut span = None;
+            let mut combine = |right: Bits| {
+                let (start, len) = *span.get_or_insert_with(|| {
+                    s.combined_facts.extend_from_slice(matched);
+                    (s.combined_facts.len() - matched.len(), matched.len())
+                });
+                s.combined.push((start, len, right));
+            };
+            if !whole {
+                // Partly held: only combinations, of zero-level contexts partly come true.
+                for ctx in contexts.iter() {
+                    let held = ctx.right & bits;
+                    if combines && ctx.zero_level && held != 0 && ctx.id != fresh_id {
+                        combine(held);
                     }
                 }
-                if ctx.zero_level
-                    && fresh.is_some()
-                    && held > 0
-                    && matched.len() <= self.cfg.max_left
-                {
-                    let right = &self.right.facts[ctx.right as usize];
-                    combined.push((matched.clone(), intersection(right, now)));
+                continue;
+            }
+            *wholes += 1;
+            if *wholes >= HALVE_AT {
+                *wholes /= 2;
+                for ctx in contexts.iter_mut() {
+                    ctx.weight.predicted /= 2;
+                    ctx.weight.came_true /= 2;
+                    ctx.completed /= 2;
                 }
             }
+            let mut best = Prediction::default();
+            for ctx in contexts.iter_mut() {
+                if ctx.id != fresh_id {
+                    let held = ctx.right & bits;
+                    let w = &mut ctx.weight;
+                    w.predicted += u32::from(ctx.of);
+                    w.came_true += ones(held);
+                    expected += 1;
+                    if held == ctx.right {
+                        ctx.completed += 1;
+                        s.active
+                            .push(u64::from(ctx.completed) << 32 | u64::from(ctx.id));
+                    } else if combines && ctx.zero_level && held != 0 {
+                        combine(held);
+                    }
+                }
+                best.add(ctx.weight.share(), ctx.right);
+            }
+            *prediction = best;
         }
         let completed_share = if expected > 0 {
-            active.len() as f64 / expected as f64
+            s.active.len() as f64 / expected as f64
         } else {
             0.0
         };
 
-        // The most often completed contexts become facts of this step.
-        if active.len() > self.cfg.max_active {
-            active.select_nth_unstable_by_key(self.cfg.max_active, |a| std::cmp::Reverse(*a));
-            active.truncate(self.cfg.max_active);
+        // The most often completed contexts (the latest learnt among equals) become facts of
+        // this step.
+        let k = self.cfg.max_active;
+        if s.active.len() > k {
+            let cut = s.active.len() - k;
+            if k > 0 {
+                s.active.select_nth_unstable(cut);
+            }
+            s.active.drain(..cut);
         }
-        let mut facts: Vec<u32> = now.to_vec();
-        facts.extend(active.iter().map(|(_, c)| CONTEXT_FACT + c));
-        facts.sort_unstable();
-        facts.dedup();
+        s.facts.clear();
+        s.facts.extend_from_slice(now);
+        s.facts
+            .extend(s.active.iter().map(|a| CONTEXT_FACT + *a as u32));
+        s.facts.sort_unstable();
 
         // Learn the combinations, then predict from the contexts whose left half this step
         // holds whole: the right halves of the most reliable ones.
+        s.candidates.clear();
+        s.unheld.clear();
+        s.candidates.extend(fresh);
         let mut added = usize::from(fresh.is_some());
-        for (l, r) in &combined {
-            added += usize::from(self.learn(l, r, false).is_some());
-        }
-        candidates.extend(combined);
-        candidates.sort_unstable();
-        candidates.dedup();
-        let mut best = 0.0f64;
-        let mut predicting: Vec<u32> = Vec::new();
-        let whole = self.left.within(&facts);
-        for &l in &whole {
-            for ctx in &self.left.semis[l as usize].contexts {
-                let weight = if ctx.predicted > 0 {
-                    ctx.came_true as f64 / ctx.predicted as f64
-                } else {
-                    0.0
-                };
-                if weight > best {
-                    best = weight;
-                    predicting.clear();
+        for &(start, len, right) in &s.combined {
+            match self.learn(&s.combined_facts[start..start + len], right, false) {
+                Learnt::New(id) => {
+                    added += 1;
+                    s.candidates.push(id);
                 }
-                if weight == best {
-                    predicting.push(ctx.right);
-                }
+                Learnt::Known(id) => s.candidates.push(id),
+                Learnt::Full => s.unheld.push((start, len, right)),
             }
         }
-        let mut predicted: Vec<u32> = predicting
-            .iter()
-            .flat_map(|r| self.right.facts[*r as usize].iter().copied())
-            .collect();
-        predicted.sort_unstable();
-        predicted.dedup();
-        self.predicted = predicted;
-        self.previous = facts;
-        self.whole = whole;
+        s.candidates.sort_unstable();
+        s.candidates.dedup();
+        let facts = &s.combined_facts;
+        s.unheld.sort_unstable_by(|a, b| {
+            (&facts[a.0..a.0 + a.1], a.2).cmp(&(&facts[b.0..b.0 + b.1], b.2))
+        });
+        s.unheld
+            .dedup_by(|a, b| (&facts[a.0..a.0 + a.1], a.2) == (&facts[b.0..b.0 + b.1], b.2));
+        let candidates = s.candidates.len() + s.unheld.len();
 
-        let new_share = if fresh.is_some() && !candidates.is_empty() {
-            added as f64 / candidates.len() as f64
+        self.left.within(&s.facts, &mut self.whole);
+        let mut prediction = Prediction::default();
+        for l in &self.whole {
+            let p = self.left.semis[*l as usize].prediction;
+            prediction.add(p.best, p.bits);
+        }
+        self.predicted = prediction.bits;
+        self.previous = std::mem::replace(&mut s.facts, previous);
+        self.scratch = s;
+
+        let new_share = if fresh.is_some() && candidates > 0 {
+            added as f64 / candidates as f64
         } else {
             0.0
         };
@@ -590,11 +704,14 @@ impl StreamingDetector for ContextMemory {
             }
         };
         let level = self.level(range, x);
-        let now: Vec<u32> = (0..self.cfg.bits)
-            .map(|b| 2 * b + ((level >> b) & 1))
-            .collect();
-        let surprised = now.iter().any(|f| self.predicted.binary_search(f).is_err());
-        let (completed, new) = self.step(&now);
+        let n = self.cfg.bits as usize;
+        let mut now = [0u32; 8];
+        for (b, f) in now[..n].iter_mut().enumerate() {
+            *f = 2 * b as u32 + ((level >> b) & 1);
+        }
+        let bits = bits_of(&now[..n]);
+        let surprised = bits & !self.predicted != 0;
+        let (completed, new) = self.step(&now[..n], bits);
         let mut raw = if surprised {
             (1.0 - completed + new) / 2.0
         } else {
@@ -611,11 +728,12 @@ impl StreamingDetector for ContextMemory {
             self.min_seen = self.min_seen.min(x);
             self.max_seen = self.max_seen.max(x);
         }
-        let resting = self.recent.iter().any(|s| *s >= self.cfg.threshold);
-        if self.recent.len() >= self.cfg.rest.max(1) {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(raw);
+        let resting = self.since_alarm < self.cfg.rest.max(1);
+        self.since_alarm = if raw >= self.cfg.threshold {
+            0
+        } else {
+            self.since_alarm.saturating_add(1)
+        };
         if resting { 0.0 } else { raw }
     }
 }
@@ -729,7 +847,8 @@ mod tests {
             vec![0, 2, 4, c(1), c(2), c(3), c(4), c(5)],
         ];
         for q in &queries {
-            let mut got = side.within(q);
+            let mut got = Vec::new();
+            side.within(q, &mut got);
             got.sort_unstable();
             let want: Vec<u32> = halves
                 .iter()
@@ -742,6 +861,5 @@ mod tests {
                 assert_eq!(signature(h) & !signature(q), 0);
             }
         }
-        assert_eq!(intersection(&[1, 2, 3], &[2, 3, 4]), vec![2, 3]);
     }
 }
