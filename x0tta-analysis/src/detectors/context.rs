@@ -462,35 +462,45 @@ impl ContextMemory {
         }
     }
 
-    /// Learns the context (left, right) unless it is known or the memory is full.
-    fn learn(&mut self, left: &[u32], right: Bits, zero_level: bool) -> Learnt {
-        if self.contexts.len() >= self.cfg.max_contexts {
-            let known = self
-                .left
-                .by_facts
-                .get(left)
-                .and_then(|l| self.by_halves.get(&(*l, right)));
-            return known.map_or(Learnt::Full, |id| Learnt::Known(*id));
+    fn full(&self) -> bool {
+        self.contexts.len() >= self.cfg.max_contexts
+    }
+
+    /// The left half `left`, added unless the memory is full.
+    fn left_half(&mut self, left: &[u32]) -> Option<u32> {
+        if self.full() {
+            self.left.by_facts.get(left).copied()
+        } else {
+            Some(self.left.get_or_insert(left))
         }
-        let l = self.left.get_or_insert(left);
+    }
+
+    /// Learns the context (left half `l`, right) unless it is known or the memory is full.
+    fn learn(&mut self, l: Option<u32>, right: Bits, zero_level: bool) -> Learnt {
+        let Some(l) = l else {
+            return Learnt::Full;
+        };
+        let full = self.full();
         if let Some(id) = self.by_halves.get(&(l, right)) {
-            if zero_level {
+            if zero_level && !full {
                 let (l, i) = self.contexts[*id as usize];
                 self.left.semis[l as usize].contexts[i as usize].zero_level = true;
                 self.left.zero_level(l);
             }
             return Learnt::Known(*id);
         }
+        if full {
+            return Learnt::Full;
+        }
         let id = self.contexts.len() as u32;
         let semi = &mut self.left.semis[l as usize];
         self.contexts.push((l, semi.contexts.len() as u32));
-        let weight = Weight::default();
         semi.contexts.push(Context {
             id,
             right,
             of: ones(right) as u8,
             zero_level,
-            weight,
+            weight: Weight::default(),
             completed: 0,
         });
         semi.prediction.add(0.0, right);
@@ -507,12 +517,14 @@ impl ContextMemory {
     fn step(&mut self, now: &[u32], bits: Bits) -> (f64, f64) {
         let previous = std::mem::take(&mut self.previous);
         let mut s = std::mem::take(&mut self.scratch);
-        let fresh = match previous.is_empty() {
-            true => None,
-            false => match self.learn(&previous, bits, true) {
+        let fresh = if previous.is_empty() {
+            None
+        } else {
+            let l = self.left_half(&previous);
+            match self.learn(l, bits, true) {
                 Learnt::New(id) => Some(id),
                 Learnt::Known(_) | Learnt::Full => None,
-            },
+            }
         };
 
         // The contexts whose left half the previous step held whole: which the present
@@ -626,8 +638,13 @@ impl ContextMemory {
         s.unheld.clear();
         s.candidates.extend(fresh);
         let mut added = usize::from(fresh.is_some());
-        for &(start, len, right) in &s.combined {
-            match self.learn(&s.combined_facts[start..start + len], right, false) {
+        // Combinations come grouped by left half.
+        let mut l = None;
+        for (i, &(start, len, right)) in s.combined.iter().enumerate() {
+            if i == 0 || s.combined[i - 1].0 != start {
+                l = self.left_half(&s.combined_facts[start..start + len]);
+            }
+            match self.learn(l, right, false) {
                 Learnt::New(id) => {
                     added += 1;
                     s.candidates.push(id);
@@ -751,6 +768,66 @@ mod tests {
             x ^= x << 17;
             (x >> 11) as f64 / (1u64 << 53) as f64
         })
+    }
+
+    /// Every half's cached prediction is what scanning its contexts gives.
+    fn check_predictions(d: &ContextMemory) {
+        for semi in &d.left.semis {
+            let mut p = Prediction::default();
+            for ctx in &semi.contexts {
+                assert_eq!(u32::from(ctx.of), ctx.right.count_ones());
+                p.add(ctx.weight.share(), ctx.right);
+            }
+            assert_eq!(p.best, semi.prediction.best);
+            assert_eq!(p.bits, semi.prediction.bits);
+        }
+    }
+
+    #[test]
+    fn cached_predictions_match_the_contexts() {
+        let mut d = ContextMemory::default();
+        d.expect_range(0.0, 1.0);
+        for (i, x) in noise(5_000).enumerate() {
+            // Noise on a cycle: contexts that come true in part.
+            d.score(i as i64, 0.5 * x + 0.1 * (i % 5) as f64);
+            if i % 500 == 0 {
+                check_predictions(&d);
+            }
+        }
+        check_predictions(&d);
+        assert!(d.contexts() > 100);
+    }
+
+    #[test]
+    fn counts_are_halved_before_they_overflow() {
+        let mut d = ContextMemory::default();
+        d.expect_range(0.0, 7.0);
+        for i in 0..1_000 {
+            d.score(i, (i % 8) as f64);
+        }
+        let shares: Vec<f64> = d
+            .left
+            .semis
+            .iter()
+            .flat_map(|s| s.contexts.iter().map(|c| c.weight.share()))
+            .collect();
+        for semi in &mut d.left.semis {
+            semi.wholes = HALVE_AT - 1;
+        }
+        for i in 1_000..1_016 {
+            assert_eq!(d.score(i, (i % 8) as f64), 0.0, "still learnt");
+        }
+        assert!(d.left.semis.iter().all(|s| s.wholes < HALVE_AT));
+        let after: Vec<f64> = d
+            .left
+            .semis
+            .iter()
+            .flat_map(|s| s.contexts.iter().map(|c| c.weight.share()))
+            .collect();
+        for (a, b) in shares.iter().zip(&after) {
+            assert!((a - b).abs() < 0.05, "shares stay: {a} {b}");
+        }
+        check_predictions(&d);
     }
 
     #[test]
