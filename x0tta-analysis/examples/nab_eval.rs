@@ -15,7 +15,7 @@
 //! nothing, so a detector that wants a range learns it from the stream.
 //!
 //! Tuning runs: `X0TTA_TUNE=key=value,…` sets fields of the detector's configuration
-//! (`EnsembleConfig` for `ensemble`, `ContextConfig` for `context`).
+//! (`EnsembleConfig` for `ensemble`, `ContextConfig` for `context` and `contextLean`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -137,10 +137,13 @@ fn main() -> ExitCode {
     );
     let spec = std::env::var("X0TTA_TUNE").unwrap_or_default();
     let mut ensemble = detectors::EnsembleConfig::default();
-    let mut context = detectors::ContextConfig::default();
+    let mut context = match detector.as_str() {
+        "contextLean" => detectors::ContextConfig::lean(),
+        _ => detectors::ContextConfig::default(),
+    };
     let tuned = match detector.as_str() {
         "ensemble" => tune(&spec, &mut ensemble, detectors::EnsembleConfig::set),
-        "context" => tune(&spec, &mut context, detectors::ContextConfig::set),
+        "context" | "contextLean" => tune(&spec, &mut context, detectors::ContextConfig::set),
         _ if spec.is_empty() => Ok(()),
         other => Err(format!("{other} has no tuning parameters")),
     };
@@ -151,7 +154,7 @@ fn main() -> ExitCode {
     let (ours, us_per_point) = scores(&corpus, file_range, || -> Box<dyn StreamingDetector> {
         match detector.as_str() {
             "ensemble" => Box::new(detectors::Ensemble::new(ensemble)),
-            "context" => Box::new(detectors::ContextMemory::new(context)),
+            "context" | "contextLean" => Box::new(detectors::ContextMemory::new(context)),
             _ => make(),
         }
     });

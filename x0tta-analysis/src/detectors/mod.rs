@@ -42,12 +42,19 @@ pub fn by_name(name: &str) -> Option<DetectorFactory> {
         "ensemble" => Some(|| Box::new(Ensemble::default())),
         "cusum" => Some(|| Box::new(CoreCusum::default())),
         "context" => Some(|| Box::new(ContextMemory::default())),
+        "contextLean" => Some(|| Box::new(ContextMemory::lean())),
         _ => None,
     }
 }
 
 /// Names [`by_name`] knows.
-pub const NAMES: [&str; 4] = ["windowedGaussian", "ensemble", "cusum", "context"];
+pub const NAMES: [&str; 5] = [
+    "windowedGaussian",
+    "ensemble",
+    "cusum",
+    "context",
+    "contextLean",
+];
 
 /// Scores every point of `values` with a fresh detector from `make`, told `range` first when
 /// it is given.
