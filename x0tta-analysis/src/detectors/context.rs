@@ -131,16 +131,8 @@ fn ones(b: Bits) -> u32 {
     u32::from(ONES[usize::from(b & 0xff)]) + u32::from(ONES[usize::from(b >> 8)])
 }
 
-/// The value-bit facts of sorted `facts` (context facts are left out).
-fn bits_of(facts: &[u32]) -> Bits {
-    facts
-        .iter()
-        .take_while(|f| (**f as usize) < VALUE_FACTS)
-        .fold(0, |b, f| b | 1 << f)
-}
-
 /// How often a context's prediction came true: `came_true` of `predicted` facts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Weight {
     came_true: u32,
     predicted: u32,
@@ -601,10 +593,12 @@ impl ContextMemory {
             };
             if !whole {
                 // Partly held: only combinations, of zero-level contexts partly come true.
-                for ctx in contexts.iter() {
-                    let held = ctx.right & bits;
-                    if combines && ctx.zero_level && held != 0 && ctx.id != fresh_id {
-                        combine(held);
+                if combines {
+                    for ctx in contexts.iter() {
+                        let held = ctx.right & bits;
+                        if ctx.zero_level && held != 0 && ctx.id != fresh_id {
+                            combine(held);
+                        }
                     }
                 }
                 continue;
@@ -684,11 +678,9 @@ impl ContextMemory {
         s.candidates.sort_unstable();
         s.candidates.dedup();
         let facts = &s.combined_facts;
-        s.unheld.sort_unstable_by(|a, b| {
-            (&facts[a.0..a.0 + a.1], a.2).cmp(&(&facts[b.0..b.0 + b.1], b.2))
-        });
-        s.unheld
-            .dedup_by(|a, b| (&facts[a.0..a.0 + a.1], a.2) == (&facts[b.0..b.0 + b.1], b.2));
+        let pair = |c: &(usize, usize, Bits)| (&facts[c.0..c.0 + c.1], c.2);
+        s.unheld.sort_unstable_by(|a, b| pair(a).cmp(&pair(b)));
+        s.unheld.dedup_by(|a, b| pair(a) == pair(b));
         let candidates = s.candidates.len() + s.unheld.len();
 
         self.left.within(&s.facts, &mut self.whole);
@@ -751,10 +743,11 @@ impl StreamingDetector for ContextMemory {
         let level = self.level(range, x);
         let n = self.cfg.bits as usize;
         let mut now = [0u32; 8];
+        let mut bits: Bits = 0;
         for (b, f) in now[..n].iter_mut().enumerate() {
             *f = 2 * b as u32 + ((level >> b) & 1);
+            bits |= 1 << *f;
         }
-        let bits = bits_of(&now[..n]);
         let surprised = bits & !self.predicted != 0;
         let (completed, new) = self.step(&now[..n], bits);
         let mut raw = if surprised {
@@ -833,12 +826,14 @@ mod tests {
         for i in 0..1_000 {
             d.score(i, (i % 8) as f64);
         }
-        let shares: Vec<f64> = d
-            .left
-            .semis
-            .iter()
-            .flat_map(|s| s.contexts.iter().map(|c| c.weight.share()))
-            .collect();
+        let shares = |d: &ContextMemory| -> Vec<f64> {
+            d.left
+                .semis
+                .iter()
+                .flat_map(|s| s.contexts.iter().map(|c| c.weight.share()))
+                .collect()
+        };
+        let before = shares(&d);
         for semi in &mut d.left.semis {
             semi.wholes = HALVE_AT - 1;
         }
@@ -846,13 +841,7 @@ mod tests {
             assert_eq!(d.score(i, (i % 8) as f64), 0.0, "still learnt");
         }
         assert!(d.left.semis.iter().all(|s| s.wholes < HALVE_AT));
-        let after: Vec<f64> = d
-            .left
-            .semis
-            .iter()
-            .flat_map(|s| s.contexts.iter().map(|c| c.weight.share()))
-            .collect();
-        for (a, b) in shares.iter().zip(&after) {
+        for (a, b) in before.iter().zip(&shares(&d)) {
             assert!((a - b).abs() < 0.05, "shares stay: {a} {b}");
         }
         check_predictions(&d);
