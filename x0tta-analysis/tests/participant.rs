@@ -127,6 +127,7 @@ async fn rounds_on_the_clock_stay_in_step_refuse_strangers_and_follow_the_policy
         Default::default();
     let mut switched_at = None;
     let mut fedavg_seen = false;
+    let mut full_rounds = std::collections::BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !fedavg_seen {
         let (i, report, params) = tokio::time::timeout_at(deadline, rx.recv())
@@ -154,9 +155,21 @@ async fn rounds_on_the_clock_stay_in_step_refuse_strangers_and_follow_the_policy
             // A round the nodes joined part-way through: not everyone's update made it.
             continue;
         }
-        // Every honest node combined the same updates, so they hold the same model.
-        let first = &reports[0].2;
-        assert!(reports.iter().all(|(_, _, p)| p == first), "round {round}");
+        // Every honest node combined the same updates: the same step. Nodes that entered
+        // the round with the same model (the round before was full too) hold the same model;
+        // a round the nodes joined part-way through may have left them apart.
+        let step = reports[0].1.step_norm;
+        assert!(
+            reports
+                .iter()
+                .all(|(_, r, _)| (r.step_norm - step).abs() <= 1e-5 * step.max(1.0)),
+            "round {round}: the same combined step"
+        );
+        if full_rounds.contains(&round.wrapping_sub(1)) {
+            let first = &reports[0].2;
+            assert!(reports.iter().all(|(_, _, p)| p == first), "round {round}");
+        }
+        full_rounds.insert(round);
         for (_, r, _) in reports {
             assert!(r.refused >= 1, "the stranger's update is refused: {r:?}");
             assert!(r.published > 0 && r.published < 256 * 1024);
