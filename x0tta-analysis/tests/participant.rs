@@ -127,7 +127,6 @@ async fn rounds_on_the_clock_stay_in_step_refuse_strangers_and_follow_the_policy
         Default::default();
     let mut switched_at = None;
     let mut fedavg_seen = false;
-    let mut full_rounds = std::collections::BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !fedavg_seen {
         let (i, report, params) = tokio::time::timeout_at(deadline, rx.recv())
@@ -165,11 +164,27 @@ async fn rounds_on_the_clock_stay_in_step_refuse_strangers_and_follow_the_policy
                 .all(|(_, r, _)| (r.step_norm - step).abs() <= 1e-5 * step.max(1.0)),
             "round {round}: the same combined step"
         );
-        if full_rounds.contains(&round.wrapping_sub(1)) {
-            let first = &reports[0].2;
-            assert!(reports.iter().all(|(_, _, p)| p == first), "round {round}");
+        // Each node moved its own model by that same step: compare what the round changed.
+        if let Some(before) = by_round
+            .get(&round.wrapping_sub(1))
+            .filter(|b| b.len() == HONEST)
+        {
+            let moved = |i: usize| -> Option<Vec<f32>> {
+                let (_, _, old) = before.iter().find(|(j, _, _)| *j == i)?;
+                let (_, _, new) = reports.iter().find(|(j, _, _)| *j == i)?;
+                Some(new.iter().zip(old).map(|(n, o)| n - o).collect())
+            };
+            let first = moved(reports[0].0).unwrap();
+            for (i, _, _) in reports {
+                let d = moved(*i).unwrap();
+                assert!(
+                    d.iter()
+                        .zip(&first)
+                        .all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())),
+                    "round {round}: node {i} moved its model by the same step"
+                );
+            }
         }
-        full_rounds.insert(round);
         for (_, r, _) in reports {
             assert!(r.refused >= 1, "the stranger's update is refused: {r:?}");
             assert!(r.published > 0 && r.published < 256 * 1024);
