@@ -133,9 +133,9 @@ async fn reads_two_peered_routers() {
     );
     let (a, b) = (YggdrasilAdmin::new(a_admin), YggdrasilAdmin::new(b_admin));
 
-    // Wait for both admin sockets and the peering.
+    // Wait for both admin sockets and the peering (up to 30 s: CI runs the suite on 2 cores).
     let mut peers = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Ok(p) = b.peers().await
             && !p.is_empty()
         {
